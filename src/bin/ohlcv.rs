@@ -1,0 +1,227 @@
+//! The `ohlcv` command: parses arguments, calls the library, prints. Errors end here as one
+//! line on stderr and a non-zero exit.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use ohlcv::config::{CandlesArgs, Cli, Command, LoadArgs, RangeArgs, TradesArgs, VerifyArgs};
+use ohlcv::ingest::{self, LoadOptions, Progress};
+use ohlcv::query::{self, CandleQuery};
+use ohlcv::store::parquet::ParquetStore;
+use ohlcv::{candles, format, telemetry, verify};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message without the usage block: one line.
+            let text = e.to_string();
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: invalid arguments")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging();
+    match run(cli) {
+        Ok(code) => code,
+        // A reader such as `head` that stops early is not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store = ParquetStore::new(&cli.data_dir);
+    match cli.command {
+        Command::Load(args) => load(&store, &args),
+        Command::Candles(args) => print_candles(&store, &args),
+        Command::Trades(args) => print_trades(&store, &args),
+        Command::Verify(args) => run_verify(&store, &args),
+    }
+}
+
+fn load(store: &ParquetStore, args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let options = LoadOptions {
+        config: args.generator_config(),
+        threads: args.threads,
+        replace: args.replace,
+        retention_days: args.retention,
+        now: chrono::Utc::now(),
+    };
+    let progress = Progress::default();
+    let finished = AtomicBool::new(false);
+    let (wake, woken) = mpsc::channel::<()>();
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| report_progress(&progress, &finished, woken));
+        let result = ingest::load(store.dir(), &options, &progress);
+        finished.store(true, Ordering::Relaxed);
+        let _ = wake.send(());
+        result
+    });
+    let summary = result?;
+    tracing::info!(
+        trades = summary.trades,
+        written = summary.written,
+        seconds = summary.seconds,
+        trades_per_second = summary.trades_per_second,
+        peak_rss_bytes = summary.peak_rss_bytes,
+        bytes_on_disk = summary.bytes_on_disk,
+        "load complete"
+    );
+    let mut out = std::io::stdout().lock();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    writeln!(out, "trades          {}", summary.trades)?;
+    writeln!(
+        out,
+        "written         {} ({} partitions, {} already on disk, {} beyond retention)",
+        summary.written, summary.partitions, summary.partitions_skipped, summary.partitions_expired
+    )?;
+    writeln!(out, "seconds         {:.2}", summary.seconds)?;
+    writeln!(out, "trades/s        {:.0}", summary.trades_per_second)?;
+    match summary.peak_rss_bytes {
+        Some(b) => writeln!(out, "peak RSS        {:.1} MiB", mib(b))?,
+        None => writeln!(out, "peak RSS        unknown on this OS")?,
+    }
+    writeln!(
+        out,
+        "bytes on disk   {} ({:.1} MiB, {:.2} bytes/trade)",
+        summary.bytes_on_disk,
+        mib(summary.bytes_on_disk),
+        summary.bytes_on_disk as f64 / summary.trades.max(1) as f64
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on a terminal, a JSON log line every 5 s otherwise.
+fn report_progress(progress: &Progress, finished: &AtomicBool, woken: mpsc::Receiver<()>) {
+    let started = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let bar = terminal.then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {percent:>3}% {human_pos}/{human_len} trades  {per_sec}  ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let period = if terminal {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(5)
+    };
+    while !finished.load(Ordering::Relaxed) {
+        if woken.recv_timeout(period).is_ok() {
+            break;
+        }
+        let done = progress.done.load(Ordering::Relaxed);
+        let total = progress.total.load(Ordering::Relaxed);
+        match &bar {
+            Some(bar) => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            None => {
+                let secs = started.elapsed().as_secs_f64();
+                let rate = done as f64 / secs.max(1e-9);
+                tracing::info!(
+                    processed = done,
+                    total,
+                    percentage = 100.0 * done as f64 / total.max(1) as f64,
+                    trades_per_second = rate.round(),
+                    eta_seconds = ((total - done.min(total)) as f64 / rate.max(1.0)).round(),
+                    "load progress"
+                );
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+fn query_range(args: &RangeArgs) -> anyhow::Result<(chrono_tz::Tz, i64, i64)> {
+    let tz = candles::parse_tz(&args.tz)?;
+    let start = query::parse_time(&args.start, tz).context("--start")?;
+    let end = query::parse_time(&args.end, tz).context("--end")?;
+    Ok((tz, start, end))
+}
+
+fn print_candles(store: &ParquetStore, args: &CandlesArgs) -> anyhow::Result<ExitCode> {
+    let (tz, start, end) = query_range(&args.range)?;
+    let q = CandleQuery {
+        symbol: args.range.symbol.clone(),
+        interval: args.interval,
+        start,
+        end,
+        tz,
+        fill: args.fill,
+    };
+    let rows = query::candles(store, &q)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    format::write_candles(
+        &mut out,
+        args.format,
+        &q.symbol,
+        q.interval,
+        &args.range.tz,
+        &rows,
+    )?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_trades(store: &ParquetStore, args: &TradesArgs) -> anyhow::Result<ExitCode> {
+    let (_, start, end) = query_range(&args.range)?;
+    let trades = query::trades(store, &args.range.symbol, start, end, args.limit)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    format::write_trades(&mut out, args.format, &args.range.symbol, &trades)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_verify(store: &ParquetStore, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let report = verify::verify(store, args.sample, args.sample_seed)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "chunks checked       {}", report.chunks_checked)?;
+    writeln!(out, "trades counted       {}", report.trades_counted)?;
+    writeln!(out, "trades sampled       {}", report.trades_sampled)?;
+    writeln!(out, "sessions recomputed  {}", report.sessions_recomputed)?;
+    writeln!(
+        out,
+        "seconds              {:.2}",
+        started.elapsed().as_secs_f64()
+    )?;
+    if report.ok() {
+        writeln!(out, "OK: the store matches the generator")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "MISMATCH: {} differences", report.differences)?;
+    for line in &report.listed {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(ExitCode::FAILURE)
+}

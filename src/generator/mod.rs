@@ -1,0 +1,662 @@
+//! The deterministic, seekable market generator.
+//!
+//! A load is cut into chunks, one per (symbol, session). Generating works in two levels:
+//!
+//! 1. The [`MarketPlan`], computed once and cheaply: per symbol, a daily anchor path (each
+//!    session's open and close, with GARCH(1,1) volatility clustering, overnight gaps and
+//!    occasional jumps) and an activity level per session; from those, the exact number of
+//!    trades of every chunk (summing to exactly the requested N) and its first trade id.
+//! 2. A chunk's trades, from a random stream keyed by (seed, symbol, date) alone: an intraday
+//!    minute path bridged from the session's open anchor to its close anchor, U-shaped and
+//!    clustered arrival counts per minute, arrival times inside each minute, and per trade a
+//!    Brownian-bridge efficient price, a bid/ask bounce, a persistent side and a size.
+//!
+//! So any chunk can be generated alone, in any order, on any thread or machine, and equals
+//! what a full sequential run produces. The model and its sources: `docs/GENERATOR.md`.
+
+mod profiles;
+pub mod seeds;
+mod sizes;
+
+use chrono::{Datelike, NaiveDate};
+use rand::Rng;
+use rand_distr::{Distribution, Exp1, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::{self, Session};
+use crate::model::{NANOS_PER_MINUTE, Symbol, TimeResolution, TradeColumns};
+pub use profiles::Profile;
+pub use sizes::SizeTable;
+
+/// Bumped whenever a change alters generated trades, so stored loads can tell.
+pub const GENERATOR_VERSION: u32 = 1;
+
+/// Loads whose busiest chunk has at most this many trades get microsecond timestamps. Even a
+/// minute 40 times busier than the session's average then uses well under the minute's 60
+/// million microseconds; denser loads get nanoseconds.
+pub const MICROSECOND_MAX_CHUNK: u64 = 100_000_000;
+
+/// Largest load the generator accepts: beyond it counts risk overflowing the allocation math.
+pub const MAX_TRADES: u64 = 1_000_000_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GeneratorError {
+    #[error("trades must be between 1 and {MAX_TRADES}, got {0}")]
+    Trades(u64),
+    #[error("at least one symbol is required")]
+    NoSymbols,
+    #[error("symbol {0} is listed twice")]
+    DuplicateSymbol(Symbol),
+    #[error("start date {start} is after end date {end}")]
+    Range { start: NaiveDate, end: NaiveDate },
+    #[error("no NYSE session between {start} and {end}")]
+    NoSessions { start: NaiveDate, end: NaiveDate },
+}
+
+pub type Result<T, E = GeneratorError> = std::result::Result<T, E>;
+
+/// What to generate. Two equal configs generate identical trades.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratorConfig {
+    pub trades: u64,
+    pub symbols: Vec<Symbol>,
+    /// First calendar date, inclusive.
+    pub start: NaiveDate,
+    /// Last calendar date, inclusive.
+    pub end: NaiveDate,
+    pub seed: u64,
+}
+
+impl Default for GeneratorConfig {
+    /// The original proof of concept's load: 300 million trades over 2024 in five large caps.
+    fn default() -> Self {
+        Self {
+            trades: 300_000_000,
+            symbols: ["AAPL", "MSFT", "AMZN", "GOOGL", "META"]
+                .iter()
+                .map(|s| Symbol::new(s).expect("valid"))
+                .collect(),
+            start: NaiveDate::from_ymd_opt(2024, 1, 1).expect("valid"),
+            end: NaiveDate::from_ymd_opt(2024, 12, 31).expect("valid"),
+            seed: 42,
+        }
+    }
+}
+
+// Daily model. Variance is split between the overnight gap and the session.
+const GARCH_ALPHA: f64 = 0.08;
+const GARCH_BETA: f64 = 0.90;
+const OVERNIGHT_VAR_SHARE: f64 = 0.2;
+const OVERNIGHT_JUMP_PROB: f64 = 0.02;
+const OVERNIGHT_JUMP_SD: f64 = 0.04;
+const DAILY_ACTIVITY_AR: f64 = 0.6;
+const DAILY_ACTIVITY_SD: f64 = 0.3;
+// Intraday model.
+const MINUTE_ACTIVITY_AR: f64 = 0.9;
+const MINUTE_ACTIVITY_SD: f64 = 0.25;
+const MINUTE_JUMP_PROB: f64 = 0.002;
+const MINUTE_JUMP_SCALE: f64 = 6.0;
+const SIDE_PERSISTENCE: f64 = 0.65;
+const INSIDE_SPREAD_PROB: f64 = 0.10;
+
+/// Intraday activity by fraction of the session elapsed: high at the open, a midday trough,
+/// a rise into the close (Wood, McInish and Ord 1985; Admati and Pfleiderer 1988).
+fn u_shape(x: f64) -> f64 {
+    0.55 + 1.6 * libm::exp(-x / 0.06) + 0.9 * libm::exp(-(1.0 - x) / 0.05)
+}
+
+/// The plan of one (symbol, session) chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChunkPlan {
+    pub count: u64,
+    pub first_trade_id: u64,
+    /// Anchor prices in dollars.
+    pub open: f64,
+    pub close: f64,
+    /// Variance of the session's log return.
+    pub session_var: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SymbolPlan {
+    pub symbol: Symbol,
+    pub profile: Profile,
+    /// One per session of the plan, in session order.
+    pub chunks: Vec<ChunkPlan>,
+}
+
+/// Everything needed to generate any chunk of a load on its own.
+#[derive(Debug, Clone)]
+pub struct MarketPlan {
+    config: GeneratorConfig,
+    sessions: Vec<Session>,
+    symbols: Vec<SymbolPlan>,
+    sizes: SizeTable,
+    resolution: TimeResolution,
+}
+
+fn days_since_epoch(date: NaiveDate) -> i64 {
+    date.num_days_from_ce() as i64 - 719_163
+}
+
+/// Splits `total` into parts proportional to `weights`, summing to exactly `total`.
+fn apportion(total: u64, weights: &[f64], out: &mut Vec<u64>) {
+    out.clear();
+    // Integer weights make the split exact and identical on every platform.
+    let scaled: Vec<u128> = weights
+        .iter()
+        .map(|w| (w * (1u64 << 40) as f64) as u128 + 1)
+        .collect();
+    let sum: u128 = scaled.iter().sum();
+    let mut cumulative = 0u128;
+    let mut given = 0u64;
+    for w in scaled {
+        cumulative += w;
+        let upto = (total as u128 * cumulative / sum) as u64;
+        out.push(upto - given);
+        given = upto;
+    }
+}
+
+impl MarketPlan {
+    pub fn new(config: GeneratorConfig) -> Result<Self> {
+        if !(1..=MAX_TRADES).contains(&config.trades) {
+            return Err(GeneratorError::Trades(config.trades));
+        }
+        if config.symbols.is_empty() {
+            return Err(GeneratorError::NoSymbols);
+        }
+        for (i, s) in config.symbols.iter().enumerate() {
+            if config.symbols[..i].contains(s) {
+                return Err(GeneratorError::DuplicateSymbol(s.clone()));
+            }
+        }
+        let (start, end) = (config.start, config.end);
+        if start > end {
+            return Err(GeneratorError::Range { start, end });
+        }
+        let sessions = calendar::sessions(start, end);
+        if sessions.is_empty() {
+            return Err(GeneratorError::NoSessions { start, end });
+        }
+
+        let mut symbols = Vec::with_capacity(config.symbols.len());
+        let mut weights = Vec::with_capacity(config.symbols.len() * sessions.len());
+        for symbol in &config.symbols {
+            let profile = Profile::for_symbol(symbol);
+            let chunks = daily_path(config.seed, symbol, &profile, &sessions, &mut weights);
+            symbols.push(SymbolPlan {
+                symbol: symbol.clone(),
+                profile,
+                chunks,
+            });
+        }
+        let mut counts = Vec::new();
+        apportion(config.trades, &weights, &mut counts);
+        let mut counts = counts.into_iter();
+        for plan in &mut symbols {
+            let mut next_id = 0;
+            for chunk in &mut plan.chunks {
+                chunk.count = counts.next().expect("one count per chunk");
+                chunk.first_trade_id = next_id;
+                next_id += chunk.count;
+            }
+        }
+        let busiest = symbols
+            .iter()
+            .flat_map(|s| &s.chunks)
+            .map(|c| c.count)
+            .max()
+            .unwrap_or(0);
+        let resolution = if busiest <= MICROSECOND_MAX_CHUNK {
+            TimeResolution::Micros
+        } else {
+            TimeResolution::Nanos
+        };
+        Ok(Self {
+            config,
+            sessions,
+            symbols,
+            sizes: SizeTable::new(),
+            resolution,
+        })
+    }
+
+    pub fn config(&self) -> &GeneratorConfig {
+        &self.config
+    }
+
+    pub fn sessions(&self) -> &[Session] {
+        &self.sessions
+    }
+
+    pub fn symbols(&self) -> &[SymbolPlan] {
+        &self.symbols
+    }
+
+    /// Every timestamp of the load is a whole multiple of this.
+    pub fn resolution(&self) -> TimeResolution {
+        self.resolution
+    }
+
+    pub fn chunk(&self, symbol: usize, session: usize) -> &ChunkPlan {
+        &self.symbols[symbol].chunks[session]
+    }
+
+    /// Appends the trades of chunk (`symbol`, `session`) to `out`, in time order.
+    pub fn generate(&self, symbol: usize, session: usize, out: &mut TradeColumns) {
+        let plan = &self.symbols[symbol];
+        let chunk = &plan.chunks[session];
+        let s = &self.sessions[session];
+        let rng = seeds::rng(
+            self.config.seed,
+            &plan.symbol,
+            seeds::Stream::Session(days_since_epoch(s.date)),
+        );
+        IntradayGenerator {
+            rng,
+            sizes: &self.sizes,
+            unit_ns: self.resolution.nanos(),
+        }
+        .run(s, chunk, out);
+    }
+}
+
+/// Walks one symbol's daily anchors; pushes each session's activity weight to `weights`.
+fn daily_path(
+    seed: u64,
+    symbol: &Symbol,
+    profile: &Profile,
+    sessions: &[Session],
+    weights: &mut Vec<f64>,
+) -> Vec<ChunkPlan> {
+    let mut rng = seeds::rng(seed, symbol, seeds::Stream::Daily);
+    let long_run_var = profile.annual_vol * profile.annual_vol / 252.0;
+    let omega = long_run_var * (1.0 - GARCH_ALPHA - GARCH_BETA);
+    let mut var = long_run_var;
+    let mut price = profile.start_price;
+    let mut activity = 0.0;
+    let full_session = 390.0 * NANOS_PER_MINUTE as f64;
+    sessions
+        .iter()
+        .map(|s| {
+            let z_gap: f64 = StandardNormal.sample(&mut rng);
+            let z_day: f64 = StandardNormal.sample(&mut rng);
+            let z_jump: f64 = StandardNormal.sample(&mut rng);
+            let z_act: f64 = StandardNormal.sample(&mut rng);
+            let u_jump = unit(rng.next_u64());
+            let mut gap = (OVERNIGHT_VAR_SHARE * var).sqrt() * z_gap;
+            if u_jump < OVERNIGHT_JUMP_PROB {
+                gap += OVERNIGHT_JUMP_SD * z_jump;
+            }
+            let length = s.duration() as f64 / full_session;
+            let session_var = (1.0 - OVERNIGHT_VAR_SHARE) * var * length;
+            let day_return = session_var.sqrt() * z_day - 0.5 * session_var;
+            let open = price * libm::exp(gap);
+            let close = open * libm::exp(day_return);
+            let total = gap + day_return;
+            activity = DAILY_ACTIVITY_AR * activity + DAILY_ACTIVITY_SD * z_act;
+            // Busy days are volatile days: activity rises with the size of the move.
+            let surprise = total.abs() / long_run_var.sqrt();
+            weights.push(profile.activity * length * libm::exp(activity) * (0.7 + 0.3 * surprise));
+            var = omega + GARCH_ALPHA * total * total + GARCH_BETA * var;
+            price = close;
+            ChunkPlan {
+                count: 0,
+                first_trade_id: 0,
+                open,
+                close,
+                session_var,
+            }
+        })
+        .collect()
+}
+
+/// A uniform in [0, 1) from the top 53 bits.
+#[inline]
+fn unit(r: u64) -> f64 {
+    (r >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+struct IntradayGenerator<'a, R> {
+    rng: R,
+    sizes: &'a SizeTable,
+    unit_ns: i64,
+}
+
+impl<R: Rng> IntradayGenerator<'_, R> {
+    fn run(mut self, session: &Session, chunk: &ChunkPlan, out: &mut TradeColumns) {
+        let minutes = (session.duration() / NANOS_PER_MINUTE) as usize;
+        let rng = &mut self.rng;
+
+        // Minute activity (also the minute's share of variance: volume and volatility move
+        // together), a clustered AR(1) in logs on top of the U shape.
+        let mut activity = Vec::with_capacity(minutes);
+        let mut level = 0.0;
+        for m in 0..minutes {
+            let z: f64 = StandardNormal.sample(rng);
+            level = MINUTE_ACTIVITY_AR * level + MINUTE_ACTIVITY_SD * z;
+            activity.push(u_shape((m as f64 + 0.5) / minutes as f64) * libm::exp(level));
+        }
+        let total_activity: f64 = activity.iter().sum();
+
+        // Minute path of log prices with rare jumps, then a bridge onto the close anchor,
+        // spreading the correction in proportion to each minute's variance.
+        let mut path = Vec::with_capacity(minutes + 1);
+        let mut minute_sd = Vec::with_capacity(minutes);
+        let mut log_price = 0.0;
+        path.push(0.0);
+        for a in &activity {
+            let sd = (chunk.session_var * a / total_activity).sqrt();
+            let z: f64 = StandardNormal.sample(rng);
+            log_price += sd * z;
+            if unit(rng.next_u64()) < MINUTE_JUMP_PROB {
+                let j: f64 = StandardNormal.sample(rng);
+                log_price += MINUTE_JUMP_SCALE * sd * j;
+            }
+            minute_sd.push(sd);
+            path.push(log_price);
+        }
+        let miss = log_price - libm::log(chunk.close / chunk.open);
+        let mut cumulative = 0.0;
+        let anchors: Vec<f64> = path
+            .iter()
+            .enumerate()
+            .map(|(m, lp)| {
+                if m > 0 {
+                    cumulative += activity[m - 1];
+                }
+                chunk.open * libm::exp(lp - miss * cumulative / total_activity)
+            })
+            .collect();
+
+        let mut counts = Vec::with_capacity(minutes);
+        apportion(chunk.count, &activity, &mut counts);
+
+        let unit_ns = self.unit_ns;
+        let units = NANOS_PER_MINUTE / unit_ns;
+        assert!(
+            counts.iter().all(|k| (*k as i64) < units),
+            "a minute holds more trades than time steps; MICROSECOND_MAX_CHUNK is too high"
+        );
+
+        out.reserve(chunk.count as usize);
+        let mut trade_id = chunk.first_trade_id;
+        let mut buy = rng.next_u64() & 1 == 1;
+        let side_keep = (SIDE_PERSISTENCE * 4_294_967_296.0) as u64;
+        let inside = (INSIDE_SPREAD_PROB * 4_294_967_296.0) as u64;
+        let mut spacings = Vec::new();
+        for (m, &k) in counts.iter().enumerate() {
+            if k == 0 {
+                continue;
+            }
+            let k = k as usize;
+            // Sorted uniform arrival times from normalised exponential spacings; the `+ j`
+            // makes them strictly increasing without leaving the minute.
+            spacings.clear();
+            spacings.extend((0..=k).map(|_| -> f64 { Exp1.sample(rng) }));
+            let scale = (units - k as i64) as f64 / spacings.iter().sum::<f64>();
+            let minute_start = session.open + m as i64 * NANOS_PER_MINUTE;
+            let (from, to) = (anchors[m], anchors[m + 1]);
+            let sd = from * minute_sd[m];
+            let spread = (from / 250.0).round().max(1.0);
+            let mut efficient = from;
+            let mut elapsed = 0.0f64;
+            let mut cum = 0.0;
+            for (j, e) in spacings[..k].iter().enumerate() {
+                cum += e;
+                let position = (cum * scale) as i64 + j as i64;
+                let tau = position as f64 / units as f64;
+                // Brownian bridge step from `elapsed` to `tau`, pinned at `to` when tau = 1.
+                let remaining = 1.0 - elapsed;
+                let dt = tau - elapsed;
+                let z: f64 = StandardNormal.sample(rng);
+                efficient += (to - efficient) * dt / remaining
+                    + sd * (dt * (1.0 - tau) / remaining).max(0.0).sqrt() * z;
+                elapsed = tau;
+
+                let r = rng.next_u64();
+                if (r & 0xFFFF_FFFF) >= side_keep {
+                    buy = !buy;
+                }
+                let mid = efficient * 100.0;
+                let price = if (r >> 32) < inside {
+                    mid.round()
+                } else {
+                    let bid = (mid - spread / 2.0).floor();
+                    if buy { bid + spread } else { bid }
+                };
+                let amount = self.sizes.sample(rng);
+                out.push(
+                    minute_start + position * unit_ns,
+                    trade_id,
+                    (price as i64).max(1),
+                    amount,
+                    buy,
+                );
+                trade_id += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(trades: u64) -> MarketPlan {
+        MarketPlan::new(GeneratorConfig {
+            trades,
+            start: NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+            end: NaiveDate::from_ymd_opt(2024, 3, 31).unwrap(),
+            ..GeneratorConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn apportion_is_exact() {
+        let mut out = Vec::new();
+        for total in [0, 1, 7, 1_000_003, 300_000_000] {
+            apportion(total, &[0.1, 3.0, 0.0, 2.5, 1e-9], &mut out);
+            assert_eq!(out.iter().sum::<u64>(), total);
+        }
+    }
+
+    #[test]
+    fn plan_counts_sum_to_exactly_n_and_ids_are_contiguous() {
+        for n in [1, 999, 1_234_567] {
+            let plan = small(n);
+            let mut total = 0;
+            for sp in plan.symbols() {
+                let mut expected_id = 0;
+                for c in &sp.chunks {
+                    assert_eq!(c.first_trade_id, expected_id);
+                    expected_id += c.count;
+                }
+                total += expected_id;
+            }
+            assert_eq!(total, n);
+        }
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let d = |m, day| NaiveDate::from_ymd_opt(2024, m, day).unwrap();
+        let bad = |c: GeneratorConfig| MarketPlan::new(c).unwrap_err();
+        let base = GeneratorConfig::default();
+        assert_eq!(
+            bad(GeneratorConfig {
+                trades: 0,
+                ..base.clone()
+            }),
+            GeneratorError::Trades(0)
+        );
+        assert_eq!(
+            bad(GeneratorConfig {
+                symbols: vec![],
+                ..base.clone()
+            }),
+            GeneratorError::NoSymbols
+        );
+        let aapl = Symbol::new("AAPL").unwrap();
+        assert_eq!(
+            bad(GeneratorConfig {
+                symbols: vec![aapl.clone(), aapl.clone()],
+                ..base.clone()
+            }),
+            GeneratorError::DuplicateSymbol(aapl)
+        );
+        assert!(matches!(
+            bad(GeneratorConfig {
+                start: d(3, 2),
+                end: d(3, 1),
+                ..base.clone()
+            }),
+            GeneratorError::Range { .. }
+        ));
+        // A weekend holds no session.
+        assert!(matches!(
+            bad(GeneratorConfig {
+                start: d(3, 2),
+                end: d(3, 3),
+                ..base
+            }),
+            GeneratorError::NoSessions { .. }
+        ));
+    }
+
+    #[test]
+    fn chunks_are_in_session_strictly_increasing_and_exact() {
+        let plan = small(200_000);
+        let mut out = TradeColumns::default();
+        for (si, sp) in plan.symbols().iter().enumerate() {
+            for (di, session) in plan.sessions().iter().enumerate() {
+                out.clear();
+                plan.generate(si, di, &mut out);
+                let c = plan.chunk(si, di);
+                assert_eq!(out.len() as u64, c.count, "{} {}", sp.symbol, session.date);
+                assert!(out.times.windows(2).all(|w| w[0] < w[1]));
+                assert!(out.times.iter().all(|t| session.contains(*t)));
+                assert!(
+                    out.trade_ids
+                        .iter()
+                        .copied()
+                        .eq(c.first_trade_id..c.first_trade_id + c.count)
+                );
+                assert!(out.prices.iter().all(|p| *p > 0));
+                assert!(out.amounts.iter().all(|a| *a >= 1));
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_are_deterministic_and_independent_of_order() {
+        let plan = small(100_000);
+        let mut forward = Vec::new();
+        for si in 0..plan.symbols().len() {
+            for di in 0..plan.sessions().len() {
+                let mut out = TradeColumns::default();
+                plan.generate(si, di, &mut out);
+                forward.push(out);
+            }
+        }
+        // Backwards, with a plan built anew: the same trades.
+        let again = small(100_000);
+        let n = again.sessions().len();
+        for si in (0..again.symbols().len()).rev() {
+            for di in (0..n).rev() {
+                let mut out = TradeColumns::default();
+                again.generate(si, di, &mut out);
+                assert_eq!(out, forward[si * n + di]);
+            }
+        }
+    }
+
+    #[test]
+    fn seeds_change_the_tape() {
+        let a = small(10_000);
+        let b = MarketPlan::new(GeneratorConfig {
+            seed: 43,
+            ..a.config().clone()
+        })
+        .unwrap();
+        let (mut x, mut y) = (TradeColumns::default(), TradeColumns::default());
+        a.generate(0, 0, &mut x);
+        b.generate(0, 0, &mut y);
+        assert_ne!(x.prices, y.prices);
+    }
+
+    #[test]
+    fn prices_follow_the_daily_anchors() {
+        let plan = small(500_000);
+        for (si, sp) in plan.symbols().iter().enumerate() {
+            for di in [0, 5, 10] {
+                let mut out = TradeColumns::default();
+                plan.generate(si, di, &mut out);
+                let c = plan.chunk(si, di);
+                let first = out.prices[0] as f64 / 100.0;
+                let last = *out.prices.last().unwrap() as f64 / 100.0;
+                // Within a few spreads and the first/last minute's drift of the anchors.
+                assert!(
+                    (first / c.open - 1.0).abs() < 0.01,
+                    "{} open {first} vs {}",
+                    sp.symbol,
+                    c.open
+                );
+                assert!(
+                    (last / c.close - 1.0).abs() < 0.01,
+                    "{} close {last} vs {}",
+                    sp.symbol,
+                    c.close
+                );
+            }
+            // Start near the profile's price.
+            let open = sp.chunks[0].open;
+            assert!((open / sp.profile.start_price - 1.0).abs() < 0.5);
+        }
+    }
+
+    #[test]
+    fn distributions_look_like_a_market() {
+        let plan = small(2_000_000);
+        let mut out = TradeColumns::default();
+        for di in 0..plan.sessions().len() {
+            plan.generate(0, di, &mut out);
+        }
+        let n = out.len() as f64;
+        let buys = out.buys.iter().filter(|b| **b).count() as f64 / n;
+        assert!((0.4..0.6).contains(&buys), "buy share {buys}");
+        let same = out.buys.windows(2).filter(|w| w[0] == w[1]).count() as f64 / n;
+        assert!((0.6..0.7).contains(&same), "side persistence {same}");
+
+        // U shape: over the month, the first and last half hours are busier than midday.
+        let count_in = |from: i64, to: i64| {
+            let windows: Vec<_> = plan
+                .sessions()
+                .iter()
+                .filter(|s| !s.early_close)
+                .map(|s| s.open + from * NANOS_PER_MINUTE..s.open + to * NANOS_PER_MINUTE)
+                .collect();
+            out.times
+                .iter()
+                .filter(|t| windows.iter().any(|w| w.contains(t)))
+                .count()
+        };
+        let (first, midday, last) = (count_in(0, 30), count_in(180, 210), count_in(360, 390));
+        assert!(
+            first > 2 * midday && last > midday * 3 / 2,
+            "{first} {midday} {last}"
+        );
+
+        // Bid/ask bounce: consecutive price changes are negatively autocorrelated (Roll 1984).
+        let d: Vec<f64> = out
+            .prices
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as f64)
+            .collect();
+        let mean = d.iter().sum::<f64>() / d.len() as f64;
+        let cov: f64 = d.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum();
+        assert!(cov < 0.0);
+    }
+}

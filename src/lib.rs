@@ -1,0 +1,11 @@
+pub mod calendar;
+pub mod candles;
+pub mod config;
+pub mod format;
+pub mod generator;
+pub mod ingest;
+pub mod model;
+pub mod query;
+pub mod store;
+pub mod telemetry;
+pub mod verify;

@@ -1,0 +1,378 @@
+//! The trade: what the generator produces, the stores keep and the candles are built from.
+//!
+//! Prices are whole cents (`i64`), so every price sits on the $0.01 tick by construction and
+//! sums such as `price * amount` are exact integers. Timestamps are nanoseconds since the Unix
+//! epoch, UTC.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Nanoseconds since 1970-01-01T00:00:00Z.
+pub type Nanos = i64;
+
+pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
+pub const NANOS_PER_MINUTE: i64 = 60 * NANOS_PER_SECOND;
+pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
+
+/// The granularity of a load's timestamps: whole microseconds unless a load is too dense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeResolution {
+    Micros,
+    Nanos,
+}
+
+impl TimeResolution {
+    pub fn nanos(self) -> i64 {
+        match self {
+            TimeResolution::Micros => 1_000,
+            TimeResolution::Nanos => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error(
+        "invalid symbol {0:?}: expected 1-10 characters A-Z, 0-9, '.' or '-', starting with a letter"
+    )]
+    Symbol(String),
+    #[error("invalid side {0:?}: expected buy or sell")]
+    Side(String),
+    #[error("invalid price {0:?}: expected a positive amount of dollars on the $0.01 tick")]
+    Price(String),
+    #[error("invalid amount {0}: expected a whole number of shares >= 1")]
+    Amount(i64),
+    #[error("invalid timestamp {0}: outside the range this system represents")]
+    Timestamp(i64),
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// A ticker symbol such as `AAPL` or `BRK.B`. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Symbol(Arc<str>);
+
+impl Symbol {
+    pub fn new(s: &str) -> Result<Self> {
+        let bytes = s.as_bytes();
+        let valid = (1..=10).contains(&bytes.len())
+            && bytes[0].is_ascii_uppercase()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-');
+        if valid {
+            Ok(Self(Arc::from(s)))
+        } else {
+            Err(ModelError::Symbol(s.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Symbol {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for Symbol {
+    type Error = ModelError;
+    fn try_from(s: String) -> Result<Self> {
+        Self::new(&s)
+    }
+}
+
+impl From<Symbol> for String {
+    fn from(s: Symbol) -> String {
+        s.0.to_string()
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The aggressor's side of a trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+}
+
+impl FromStr for Side {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "buy" => Ok(Side::Buy),
+            "sell" => Ok(Side::Sell),
+            _ => Err(ModelError::Side(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A price in whole cents, always positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Price(i64);
+
+impl Price {
+    pub fn from_cents(cents: i64) -> Result<Self> {
+        if cents > 0 {
+            Ok(Self(cents))
+        } else {
+            Err(ModelError::Price(format!("{cents} cents")))
+        }
+    }
+
+    pub fn cents(self) -> i64 {
+        self.0
+    }
+
+    /// The price in dollars, for JSON and charts. Exact for every price below 2^53 cents.
+    pub fn dollars(self) -> f64 {
+        self.0 as f64 / 100.0
+    }
+}
+
+/// Writes `cents` as a decimal dollar amount with exactly two fraction digits.
+pub fn write_cents(out: &mut impl fmt::Write, cents: i64) -> fmt::Result {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    write!(out, "{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+impl fmt::Display for Price {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_cents(f, self.0)
+    }
+}
+
+impl FromStr for Price {
+    type Err = ModelError;
+    /// Parses `185`, `185.6` or `185.64`; more than two fraction digits is off the tick.
+    fn from_str(s: &str) -> Result<Self> {
+        let err = || ModelError::Price(s.to_string());
+        let (whole, frac) = s.split_once('.').unwrap_or((s, "0"));
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || !digits(frac) || frac.len() > 2 {
+            return Err(err());
+        }
+        let whole: i64 = whole.parse().map_err(|_| err())?;
+        let frac_cents: i64 = match frac.len() {
+            1 => frac.parse::<i64>().map_err(|_| err())? * 10,
+            _ => frac.parse().map_err(|_| err())?,
+        };
+        let cents = whole
+            .checked_mul(100)
+            .and_then(|c| c.checked_add(frac_cents))
+            .ok_or_else(err)?;
+        Price::from_cents(cents).map_err(|_| err())
+    }
+}
+
+/// One executed trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trade {
+    pub symbol: Symbol,
+    pub side: Side,
+    pub price: Price,
+    /// Whole shares, >= 1.
+    pub amount: u32,
+    pub time: Nanos,
+    /// Increases with time within a symbol, starting at 0 for the first trade of a load.
+    pub trade_id: u64,
+}
+
+impl Trade {
+    /// Builds a trade, rejecting a non-positive price or amount.
+    pub fn new(
+        symbol: Symbol,
+        side: Side,
+        price_cents: i64,
+        amount: i64,
+        time: Nanos,
+        trade_id: u64,
+    ) -> Result<Self> {
+        let price = Price::from_cents(price_cents)?;
+        let amount = u32::try_from(amount)
+            .ok()
+            .filter(|a| *a >= 1)
+            .ok_or(ModelError::Amount(amount))?;
+        if time_to_datetime(time).is_none() {
+            return Err(ModelError::Timestamp(time));
+        }
+        Ok(Self {
+            symbol,
+            side,
+            price,
+            amount,
+            time,
+            trade_id,
+        })
+    }
+}
+
+/// Trades of one symbol in columns, the shape the generator fills and the stores read and
+/// write without a per-trade allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TradeColumns {
+    pub times: Vec<Nanos>,
+    pub trade_ids: Vec<u64>,
+    pub prices: Vec<i64>,
+    pub amounts: Vec<u32>,
+    /// `true` for a buy.
+    pub buys: Vec<bool>,
+}
+
+impl TradeColumns {
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.times.clear();
+        self.trade_ids.clear();
+        self.prices.clear();
+        self.amounts.clear();
+        self.buys.clear();
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.times.reserve(n);
+        self.trade_ids.reserve(n);
+        self.prices.reserve(n);
+        self.amounts.reserve(n);
+        self.buys.reserve(n);
+    }
+
+    pub fn push(&mut self, time: Nanos, trade_id: u64, price: i64, amount: u32, buy: bool) {
+        self.times.push(time);
+        self.trade_ids.push(trade_id);
+        self.prices.push(price);
+        self.amounts.push(amount);
+        self.buys.push(buy);
+    }
+
+    /// The `i`-th trade as a row.
+    pub fn trade(&self, symbol: &Symbol, i: usize) -> Trade {
+        Trade {
+            symbol: symbol.clone(),
+            side: if self.buys[i] { Side::Buy } else { Side::Sell },
+            price: Price(self.prices[i]),
+            amount: self.amounts[i],
+            time: self.times[i],
+            trade_id: self.trade_ids[i],
+        }
+    }
+}
+
+pub fn time_to_datetime(t: Nanos) -> Option<DateTime<Utc>> {
+    Some(DateTime::from_timestamp_nanos(t)).filter(|d| d.timestamp_nanos_opt() == Some(t))
+}
+
+/// RFC 3339 in UTC with nanoseconds, e.g. `2024-01-02T14:30:00.000001000Z`.
+pub fn format_time(t: Nanos) -> String {
+    DateTime::from_timestamp_nanos(t).to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_are_validated() {
+        for ok in ["AAPL", "BRK.B", "A", "BF-B", "X1"] {
+            assert_eq!(Symbol::new(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "aapl",
+            "1ABC",
+            "TOOLONGSYMBOL",
+            "A B",
+            "A,B",
+            "A=B",
+            "AÄ",
+        ] {
+            assert!(Symbol::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn prices_parse_on_the_tick_only() {
+        assert_eq!("185.64".parse::<Price>().unwrap().cents(), 18564);
+        assert_eq!("185.6".parse::<Price>().unwrap().cents(), 18560);
+        assert_eq!("185".parse::<Price>().unwrap().cents(), 18500);
+        for bad in [
+            "185.645",
+            "-1",
+            "0",
+            "0.00",
+            "",
+            ".5",
+            "1e3",
+            "abc",
+            "1.",
+            "99999999999999999999",
+        ] {
+            assert!(bad.parse::<Price>().is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(Price::from_cents(18564).unwrap().to_string(), "185.64");
+        assert_eq!(Price::from_cents(5).unwrap().to_string(), "0.05");
+    }
+
+    #[test]
+    fn trade_constructor_rejects_bad_values() {
+        let s = Symbol::new("AAPL").unwrap();
+        assert!(Trade::new(s.clone(), Side::Buy, 18564, 100, 0, 0).is_ok());
+        assert_eq!(
+            Trade::new(s.clone(), Side::Buy, 0, 100, 0, 0),
+            Err(ModelError::Price("0 cents".into()))
+        );
+        assert_eq!(
+            Trade::new(s.clone(), Side::Buy, 100, 0, 0, 0),
+            Err(ModelError::Amount(0))
+        );
+        assert_eq!(
+            Trade::new(s, Side::Sell, 100, 1 << 40, 0, 0),
+            Err(ModelError::Amount(1 << 40))
+        );
+        assert!("short".parse::<Side>().is_err());
+    }
+
+    #[test]
+    fn times_format_with_nanoseconds() {
+        assert_eq!(format_time(1), "1970-01-01T00:00:00.000000001Z");
+    }
+}
