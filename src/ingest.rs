@@ -204,39 +204,40 @@ pub fn load(dir: &Path, options: &LoadOptions, progress: &Progress) -> Result<Lo
         options.threads
     };
 
+    // The manifest is rewritten after every published partition, so it always lists exactly
+    // what readers may see, whenever the load stops.
     let next = AtomicUsize::new(0);
-    let done = Mutex::new(Vec::new());
+    let manifest = Mutex::new(manifest);
     let failure: Mutex<Option<IngestError>> = Mutex::new(None);
+    let publish = |partition: Partition| -> Result<()> {
+        let mut m = manifest.lock().expect("no panics while held");
+        m.partitions.push(partition);
+        m.partitions
+            .sort_by(|a, b| (&a.month, a.group).cmp(&(&b.month, b.group)));
+        Ok(m.write(dir)?)
+    };
     std::thread::scope(|scope| {
         for _ in 0..threads.min(todo.len()).max(1) {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = todo.get(i) else { break };
-                    match write_job(&plan, &store, job, progress) {
-                        Ok(p) => done.lock().expect("no panics while held").push(p),
-                        Err(e) => {
-                            progress.cancel.store(true, Ordering::Relaxed);
-                            failure
-                                .lock()
-                                .expect("no panics while held")
-                                .get_or_insert(e);
-                            break;
-                        }
+                    if let Err(e) = write_job(&plan, &store, job, progress).and_then(&publish)
+                    {
+                        progress.cancel.store(true, Ordering::Relaxed);
+                        failure
+                            .lock()
+                            .expect("no panics while held")
+                            .get_or_insert(e);
+                        break;
                     }
                 }
             });
         }
     });
 
-    manifest
-        .partitions
-        .extend(done.into_inner().expect("threads joined"));
-    manifest
-        .partitions
-        .sort_by(|a, b| (&a.month, a.group).cmp(&(&b.month, b.group)));
+    let mut manifest = manifest.into_inner().expect("threads joined");
     if let Some(e) = failure.into_inner().expect("threads joined") {
-        manifest.write(dir)?;
         return Err(e);
     }
     manifest.complete = true;

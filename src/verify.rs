@@ -99,7 +99,13 @@ pub fn verify(store: &dyn Store, sample: usize, seed: u64) -> Result<VerifyRepor
                 ranges.push((session.open, session.close));
                 at = session.close;
             }
-            let counts = store.count_trades(symbol, &ranges)?;
+            let counts = match store.count_trades(symbol, &ranges) {
+                Ok(c) => c,
+                Err(e) => {
+                    report.differ(format!("{symbol} {}: {e}", p.month));
+                    continue;
+                }
+            };
             let mut d = sessions.iter();
             for (range, got) in ranges.iter().zip(counts) {
                 report.trades_counted += got;
@@ -154,8 +160,14 @@ pub fn verify(store: &dyn Store, sample: usize, seed: u64) -> Result<VerifyRepor
         }
         let symbol = &plan.symbols()[s].symbol;
         let want = chunk.trade(symbol, i as usize);
-        let got = store.trades(symbol, want.time, want.time + 1, None)?;
         report.trades_sampled += 1;
+        let got = match store.trades(symbol, want.time, want.time + 1, None) {
+            Ok(got) => got,
+            Err(e) => {
+                report.differ(format!("{symbol} trade {}: {e}", want.trade_id));
+                continue;
+            }
+        };
         match got.len() {
             1 if got.trade(symbol, 0) == want => {}
             0 => report.differ(format!(
@@ -180,10 +192,23 @@ pub fn verify(store: &dyn Store, sample: usize, seed: u64) -> Result<VerifyRepor
         let (s, d) = stored[(rng.next_u64() % stored.len() as u64) as usize];
         let symbol = &plan.symbols()[s].symbol;
         let session = &plan.sessions()[d];
-        let trades = store.trades(symbol, session.open, session.close, None)?;
-        let want = candles::minute_candles(&trades);
-        let got = store.minute_candles(symbol, session.open, session.close)?;
         report.sessions_recomputed += 1;
+        let read = store
+            .trades(symbol, session.open, session.close, None)
+            .and_then(|t| {
+                Ok((
+                    t,
+                    store.minute_candles(symbol, session.open, session.close)?,
+                ))
+            });
+        let (trades, got) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                report.differ(format!("{symbol} {}: {e}", session.date));
+                continue;
+            }
+        };
+        let want = candles::minute_candles(&trades);
         if want != got {
             let first = want
                 .iter()

@@ -260,7 +260,7 @@ mod tests {
         );
         assert_eq!((c[0].volume, c[0].trades), (10, 4));
         assert_eq!(c[0].notional, 100 + 210 + 285 + 404);
-        assert!((c[0].vwap() - 9.99).abs() < 1e-12);
+        assert!((c[0].vwap() - 0.999).abs() < 1e-12);
         assert_eq!(c[1].time, m);
     }
 
@@ -271,7 +271,7 @@ mod tests {
         // One trade at 10:15; the day's session spans the hours 09:00 .. 15:00 (7 buckets).
         let t = trades(&[(s.open + 45 * 60_000_000_000, 100, 1)]);
         let c = from_trades(&t, &b);
-        let (start, end) = (s.open - 86_400_000_000_000, s.close + 86_400_000_000_000);
+        let (start, end) = (s.open - 86_400_000_000_000, s.close + 8 * 3_600_000_000_000);
         let none = fill(&c, &b, start, end, Fill::None, None);
         assert_eq!(none.len(), 1);
         let null = fill(&c, &b, start, end, Fill::Null, None);

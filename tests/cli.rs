@@ -1,0 +1,408 @@
+//! The `ohlcv` binary end to end on small loads in temporary directories.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn ohlcv(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ohlcv"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("OHLCV_DATA_DIR")
+        .output()
+        .expect("ohlcv runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+const SMALL: &[&str] = &[
+    "load",
+    "--trades",
+    "20000",
+    "--symbols",
+    "AAPL,MSFT",
+    "--start",
+    "2024-03-01",
+    "--end",
+    "2024-03-31",
+    "--seed",
+    "3",
+];
+
+#[test]
+fn load_query_verify_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ohlcv(dir.path(), SMALL);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    for field in [
+        "trades          20000",
+        "seconds",
+        "trades/s",
+        "peak RSS",
+        "bytes on disk",
+    ] {
+        assert!(summary.contains(field), "{summary}");
+    }
+
+    let candles = ohlcv(
+        dir.path(),
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "1d",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-04-01",
+        ],
+    );
+    assert!(candles.status.success(), "{}", stderr(&candles));
+    let text = stdout(&candles);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,symbol,open,high,low,close,volume,trades,vwap")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(
+        rows.len(),
+        20,
+        "March 2024 has 20 sessions (Good Friday the 29th)"
+    );
+    assert!(rows[0].starts_with("2024-03-01T05:00:00.000000000Z,AAPL,"));
+    let trades_in_candles: u64 = rows
+        .iter()
+        .map(|r| r.split(',').nth(7).unwrap().parse::<u64>().unwrap())
+        .sum();
+
+    let trades = ohlcv(
+        dir.path(),
+        &[
+            "trades",
+            "--symbol",
+            "AAPL",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-04-01",
+        ],
+    );
+    assert!(trades.status.success());
+    let text = stdout(&trades);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("time,symbol,side,price,amount,trade_id"));
+    assert_eq!(lines.count() as u64, trades_in_candles);
+
+    let limited = ohlcv(
+        dir.path(),
+        &[
+            "trades",
+            "--symbol",
+            "AAPL",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-04-01",
+            "--limit",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&limited.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[0]["trade_id"], 0);
+    assert!(json[0]["side"] == "buy" || json[0]["side"] == "sell");
+
+    let json = ohlcv(
+        dir.path(),
+        &[
+            "candles",
+            "--symbol",
+            "MSFT",
+            "--interval",
+            "1h",
+            "--start",
+            "2024-03-04",
+            "--end",
+            "2024-03-05",
+            "--format",
+            "json",
+            "--fill",
+            "null",
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["symbol"], "MSFT");
+    assert_eq!(doc["interval"], "1h");
+    assert_eq!(doc["tz"], "America/New_York");
+    assert_eq!(doc["candles"].as_array().unwrap().len(), 7);
+
+    let table = ohlcv(
+        dir.path(),
+        &[
+            "candles",
+            "--symbol",
+            "MSFT",
+            "--interval",
+            "1mo",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2025-01-01",
+            "--format",
+            "table",
+        ],
+    );
+    assert_eq!(stdout(&table).lines().count(), 2);
+
+    let verify = ohlcv(dir.path(), &["verify", "--sample", "300"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    assert!(stdout(&verify).contains("OK"));
+
+    // The same load again is a no-op.
+    let again = ohlcv(dir.path(), SMALL);
+    assert!(again.status.success());
+    assert!(
+        stdout(&again).contains("written         0 "),
+        "{}",
+        stdout(&again)
+    );
+
+    // A different one is refused with a clear message, then replaced when asked.
+    let mut other: Vec<&str> = SMALL.to_vec();
+    let last = other.len() - 1;
+    other[last] = "4";
+    let refused = ohlcv(dir.path(), &other);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--replace"),
+        "{}",
+        stderr(&refused)
+    );
+    other.push("--replace");
+    assert!(ohlcv(dir.path(), &other).status.success());
+    assert!(
+        ohlcv(dir.path(), &["verify", "--sample", "50"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn verify_fails_on_a_tampered_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(ohlcv(dir.path(), SMALL).status.success());
+    let path = dir.path().join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"seed\": 3", "\"seed\": 5")).unwrap();
+    let out = ohlcv(dir.path(), &["verify", "--sample", "100"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("MISMATCH"), "{}", stdout(&out));
+}
+
+#[test]
+fn bad_arguments_get_one_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(ohlcv(dir.path(), SMALL).status.success());
+    let cases: &[&[&str]] = &[
+        &["load", "--trades", "-5"],
+        &["load", "--trades", "0"],
+        &["load", "--symbols", "aapl"],
+        &["load", "--start", "2024-02-30"],
+        &["load", "--start", "2024-03-02", "--end", "2024-03-03"],
+        &["load", "--start", "2024-03-05", "--end", "2024-03-01"],
+        &["load", "--retention", "forever"],
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "0m",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-02",
+        ],
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "1y",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-02",
+        ],
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "1m",
+            "--start",
+            "yesterday",
+            "--end",
+            "2024-03-02",
+        ],
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "1m",
+            "--start",
+            "2024-03-02",
+            "--end",
+            "2024-03-01",
+        ],
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "1m",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-02",
+            "--tz",
+            "Mars/Olympus",
+        ],
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "1m",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-02",
+            "--fill",
+            "zero",
+        ],
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "1m",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-02",
+            "--format",
+            "xml",
+        ],
+        &["trades", "--symbol", "AAPL", "--start", "2024-03-01"],
+        &[
+            "trades",
+            "--symbol",
+            "A;B",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-02",
+        ],
+        &["frobnicate"],
+    ];
+    for args in cases {
+        let out = ohlcv(dir.path(), args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Reading an empty directory says what to do.
+    let empty = tempfile::tempdir().unwrap();
+    let out = ohlcv(empty.path(), &["verify"]);
+    assert!(
+        stderr(&out).contains("run `ohlcv load` first"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_killed_load_leaves_only_complete_partitions_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "load",
+        "--trades",
+        "3000000",
+        "--symbols",
+        "AAPL",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-12-31",
+        "--threads",
+        "1",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ohlcv"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the manifest lists its first published partition.
+    let listed = |dir: &Path| {
+        ohlcv::store::Manifest::read(dir)
+            .ok()
+            .flatten()
+            .map_or(0, |m| m.partitions.len())
+    };
+    let watcher = std::thread::spawn({
+        let dir = dir.path().to_path_buf();
+        move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while listed(&dir) == 0 && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+        }
+    });
+    watcher.join().unwrap();
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let manifest = ohlcv::store::Manifest::read(dir.path()).unwrap().unwrap();
+    assert!(!manifest.partitions.is_empty());
+    if !status.success() {
+        assert!(!manifest.complete, "killed before the end, so not complete");
+        // Whatever is listed is readable and exact.
+        let out = ohlcv(
+            dir.path(),
+            &[
+                "trades",
+                "--symbol",
+                "AAPL",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-02-01",
+                "--limit",
+                "1",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let resumed = ohlcv(dir.path(), &args);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let verify = ohlcv(dir.path(), &["verify", "--sample", "200"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    assert!(stdout(&verify).contains("trades counted       3000000"));
+}

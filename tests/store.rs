@@ -1,0 +1,286 @@
+//! The embedded store on disk: round trips, crash safety, resume, retention, determinism.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use ohlcv::generator::{GeneratorConfig, MarketPlan};
+use ohlcv::ingest::{self, IngestError, Progress};
+use ohlcv::model::{Symbol, TradeColumns};
+use ohlcv::store::parquet::ParquetStore;
+use ohlcv::store::{Manifest, Partition, Store, StoreError};
+use ohlcv::verify;
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for dataset in ["trades", "candles_1m"] {
+        for month in fs::read_dir(dir.join(dataset)).unwrap() {
+            for f in fs::read_dir(month.unwrap().path()).unwrap() {
+                let path = f.unwrap().path();
+                out.push((
+                    path.strip_prefix(dir).unwrap().display().to_string(),
+                    fs::read(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn round_trip_equals_the_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::small_config(50_000);
+    let summary = common::load(dir.path(), &common::options(config.clone()));
+    assert_eq!(summary.trades, 50_000);
+    let store = ParquetStore::new(dir.path());
+    let plan = MarketPlan::new(config).unwrap();
+    for (s, sp) in plan.symbols().iter().enumerate() {
+        let mut want = TradeColumns::default();
+        for d in 0..plan.sessions().len() {
+            plan.generate(s, d, &mut want);
+        }
+        let got = store.trades(&sp.symbol, i64::MIN, i64::MAX, None).unwrap();
+        assert_eq!(got, want, "{}", sp.symbol);
+        // A limit takes the first trades.
+        let some = store
+            .trades(&sp.symbol, i64::MIN, i64::MAX, Some(7))
+            .unwrap();
+        assert_eq!(some.times, want.times[..7]);
+        // Half-open ranges: [t, t + 1) is exactly the trade at t.
+        let t = want.times[100];
+        let one = store.trades(&sp.symbol, t, t + 1, None).unwrap();
+        assert_eq!(one.trade_ids, [want.trade_ids[100]]);
+        assert!(
+            store
+                .trades(&sp.symbol, t + 1, want.times[101], None)
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let unknown = Symbol::new("NOPE").unwrap();
+    assert!(
+        store
+            .trades(&unknown, i64::MIN, i64::MAX, None)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(verify::verify(&store, 200, 1).unwrap().ok());
+}
+
+#[test]
+fn thread_count_does_not_change_a_single_byte() {
+    let config = common::small_config(40_000);
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    common::load(
+        one.path(),
+        &ingest::LoadOptions {
+            threads: 1,
+            ..common::options(config.clone())
+        },
+    );
+    common::load(
+        two.path(),
+        &ingest::LoadOptions {
+            threads: 2,
+            ..common::options(config)
+        },
+    );
+    assert_eq!(files(one.path()), files(two.path()));
+}
+
+#[test]
+fn a_half_written_partition_is_invisible_and_a_rerun_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::small_config(30_000);
+    let options = common::options(config.clone());
+    common::load(dir.path(), &options);
+    let store = ParquetStore::new(dir.path());
+    let manifest = store.manifest().unwrap();
+    let victim: Partition = manifest.partitions[1].clone();
+
+    // Simulate a crash while writing one partition: the manifest lists only what was
+    // published before, and a writer got halfway through the victim and died.
+    store.remove_partition(&victim).unwrap();
+    let mut crashed = manifest.clone();
+    crashed.complete = false;
+    crashed.partitions.retain(|p| p != &victim);
+    crashed.write(dir.path()).unwrap();
+    let plan = MarketPlan::new(config).unwrap();
+    let mut writer = store
+        .partition_writer(victim.clone(), plan.resolution())
+        .unwrap();
+    let mut trades = TradeColumns::default();
+    plan.generate(0, 0, &mut trades);
+    let candles = ohlcv::candles::minute_candles(&trades);
+    writer
+        .write_chunk(&plan.symbols()[0].symbol, trades, &candles)
+        .unwrap();
+    drop(writer);
+    let tmp = dir
+        .path()
+        .join(victim.trades_file.replace("group=", ".tmp-group="));
+    assert!(
+        tmp.exists(),
+        "the half-written file exists under its temporary name"
+    );
+    assert!(!store.has_partition(&victim));
+
+    // Readers see nothing of it; verify says the load is incomplete.
+    let symbol = &victim.symbols[0];
+    assert!(
+        store
+            .trades(symbol, victim.start, victim.end, None)
+            .unwrap()
+            .is_empty()
+    );
+    let report = verify::verify(&store, 50, 1).unwrap();
+    assert!(!report.ok());
+    assert!(
+        report.listed[0].contains("incomplete"),
+        "{:?}",
+        report.listed
+    );
+
+    // Running the same load again writes only that partition and removes the leftover.
+    let summary = common::load(dir.path(), &options);
+    assert_eq!(summary.partitions_skipped, manifest.partitions.len() - 1);
+    assert_eq!(summary.written, victim.trades);
+    assert!(!tmp.exists());
+    let report = verify::verify(&store, 300, 2).unwrap();
+    assert!(report.ok(), "{:?}", report.listed);
+    assert_eq!(report.trades_counted, 30_000);
+}
+
+#[test]
+fn verify_reports_a_deleted_file_as_a_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    common::load(dir.path(), &common::options(common::small_config(20_000)));
+    let store = ParquetStore::new(dir.path());
+    let victim = store.manifest().unwrap().partitions[0].clone();
+    fs::remove_file(dir.path().join(&victim.trades_file)).unwrap();
+    let report = verify::verify(&store, 100, 1).unwrap();
+    assert!(!report.ok());
+    assert!(
+        report.listed.iter().any(|l| l.contains(&victim.month)),
+        "{:?}",
+        report.listed
+    );
+}
+
+#[test]
+fn a_cancelled_load_resumes_to_exactly_the_same_data() {
+    let config = common::small_config(60_000);
+    let reference = tempfile::tempdir().unwrap();
+    common::load(reference.path(), &common::options(config.clone()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let progress = Progress::default();
+    progress
+        .cancel
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = ingest::load(dir.path(), &common::options(config.clone()), &progress).unwrap_err();
+    assert!(matches!(err, IngestError::Cancelled));
+    let manifest = Manifest::read(dir.path()).unwrap().unwrap();
+    assert!(!manifest.complete);
+    let summary = common::load(dir.path(), &common::options(config));
+    assert_eq!(summary.written, 60_000);
+    assert_eq!(files(dir.path()), files(reference.path()));
+}
+
+#[test]
+fn a_different_load_is_refused_unless_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    common::load(dir.path(), &common::options(common::small_config(10_000)));
+    let other = GeneratorConfig {
+        seed: 8,
+        ..common::small_config(10_000)
+    };
+    let err = ingest::load(
+        dir.path(),
+        &common::options(other.clone()),
+        &Progress::default(),
+    )
+    .unwrap_err();
+    match err {
+        IngestError::Store(StoreError::DifferentLoad { existing, .. }) => {
+            assert!(existing.contains("seed 7"))
+        }
+        e => panic!("unexpected {e}"),
+    }
+    let replaced = common::load(
+        dir.path(),
+        &ingest::LoadOptions {
+            replace: true,
+            ..common::options(other)
+        },
+    );
+    assert_eq!(replaced.written, 10_000);
+    assert_eq!(Manifest::read(dir.path()).unwrap().unwrap().load.seed, 8);
+}
+
+#[test]
+fn partitions_beyond_retention_are_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::small_config(20_000);
+    common::load(dir.path(), &common::options(config.clone()));
+    let before = ParquetStore::new(dir.path()).manifest().unwrap().partitions;
+    let months: Vec<&str> = before.iter().map(|p| p.month.as_str()).collect();
+    assert_eq!(months, ["2024-02", "2024-03", "2024-04"]);
+
+    // Ten years after mid-March 2024, February's partitions have aged out.
+    let now = chrono::DateTime::parse_from_rfc3339("2034-03-13T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let summary = common::load(
+        dir.path(),
+        &ingest::LoadOptions {
+            now,
+            ..common::options(config)
+        },
+    );
+    let feb: Vec<&Partition> = before.iter().filter(|p| p.month == "2024-02").collect();
+    assert_eq!(summary.partitions_expired, feb.len());
+    for p in feb {
+        assert!(!dir.path().join(&p.trades_file).exists());
+    }
+    let store = ParquetStore::new(dir.path());
+    assert!(
+        store
+            .manifest()
+            .unwrap()
+            .partitions
+            .iter()
+            .all(|p| p.month != "2024-02")
+    );
+    assert!(verify::verify(&store, 100, 1).unwrap().ok());
+}
+
+#[test]
+fn many_quiet_symbols_share_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let symbols: Vec<Symbol> = (0..500)
+        .map(|i| Symbol::new(&format!("S{i:03}")).unwrap())
+        .collect();
+    let config = GeneratorConfig {
+        trades: 200_000,
+        symbols,
+        start: common::date(2024, 3, 1),
+        end: common::date(2024, 3, 31),
+        seed: 1,
+    };
+    common::load(dir.path(), &common::options(config));
+    let store = ParquetStore::new(dir.path());
+    assert_eq!(
+        store.manifest().unwrap().partitions.len(),
+        1,
+        "one month, one file"
+    );
+    let s = Symbol::new("S250").unwrap();
+    let trades = store.trades(&s, i64::MIN, i64::MAX, None).unwrap();
+    assert!(!trades.is_empty());
+    assert!(verify::verify(&store, 100, 1).unwrap().ok());
+}
