@@ -70,6 +70,10 @@ pub struct LoadSummary {
     pub bytes_on_disk: u64,
 }
 
+/// Trades are generated and written in batches of about this many rows (whole minutes), so
+/// memory does not grow with the size of a chunk.
+pub const BATCH_ROWS: usize = 64 * 1024;
+
 /// A partition to write: which symbols (indices into the plan) over which sessions.
 struct Job {
     partition: Partition,
@@ -141,12 +145,20 @@ fn write_job(
             if progress.cancel.load(Ordering::Relaxed) {
                 return Err(IngestError::Cancelled);
             }
-            let mut trades = TradeColumns::default();
-            plan.generate(s, d, &mut trades);
-            let candles = candles::minute_candles(&trades);
-            let n = trades.len() as u64;
-            writer.write_chunk(symbol, trades, &candles)?;
-            progress.done.fetch_add(n, Ordering::Relaxed);
+            let mut chunk = plan.chunk_trades(s, d);
+            loop {
+                let mut trades = TradeColumns::with_capacity(BATCH_ROWS + BATCH_ROWS / 4);
+                if !chunk.fill(BATCH_ROWS, &mut trades) {
+                    break;
+                }
+                if trades.is_empty() {
+                    continue;
+                }
+                let candles = candles::minute_candles(&trades);
+                let n = trades.len() as u64;
+                writer.write_batch(symbol, trades, &candles)?;
+                progress.done.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
     Ok(writer.finish()?)
@@ -222,8 +234,7 @@ pub fn load(dir: &Path, options: &LoadOptions, progress: &Progress) -> Result<Lo
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = todo.get(i) else { break };
-                    if let Err(e) = write_job(&plan, &store, job, progress).and_then(&publish)
-                    {
+                    if let Err(e) = write_job(&plan, &store, job, progress).and_then(&publish) {
                         progress.cancel.store(true, Ordering::Relaxed);
                         failure
                             .lock()

@@ -260,6 +260,12 @@ impl TradeColumns {
         self.times.is_empty()
     }
 
+    pub fn with_capacity(n: usize) -> Self {
+        let mut t = Self::default();
+        t.reserve(n);
+        t
+    }
+
     pub fn clear(&mut self) {
         self.times.clear();
         self.trade_ids.clear();

@@ -117,7 +117,7 @@ fn a_half_written_partition_is_invisible_and_a_rerun_completes_it() {
     plan.generate(0, 0, &mut trades);
     let candles = ohlcv::candles::minute_candles(&trades);
     writer
-        .write_chunk(&plan.symbols()[0].symbol, trades, &candles)
+        .write_batch(&plan.symbols()[0].symbol, trades, &candles)
         .unwrap();
     drop(writer);
     let tmp = dir

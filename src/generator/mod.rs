@@ -21,6 +21,7 @@ mod sizes;
 use chrono::{Datelike, NaiveDate};
 use rand::Rng;
 use rand_distr::{Distribution, Exp1, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{self, Session};
@@ -243,22 +244,29 @@ impl MarketPlan {
         &self.symbols[symbol].chunks[session]
     }
 
-    /// Appends the trades of chunk (`symbol`, `session`) to `out`, in time order.
+    /// Appends all trades of chunk (`symbol`, `session`) to `out`, in time order.
     pub fn generate(&self, symbol: usize, session: usize, out: &mut TradeColumns) {
+        let mut chunk = self.chunk_trades(symbol, session);
+        while chunk.fill(usize::MAX, out) {}
+    }
+
+    /// The trades of chunk (`symbol`, `session`) as a stream of whole minutes, so a caller can
+    /// take them in bounded batches whatever the chunk's size.
+    pub fn chunk_trades(&self, symbol: usize, session: usize) -> ChunkTrades<'_> {
         let plan = &self.symbols[symbol];
-        let chunk = &plan.chunks[session];
         let s = &self.sessions[session];
         let rng = seeds::rng(
             self.config.seed,
             &plan.symbol,
             seeds::Stream::Session(days_since_epoch(s.date)),
         );
-        IntradayGenerator {
+        ChunkTrades::new(
             rng,
-            sizes: &self.sizes,
-            unit_ns: self.resolution.nanos(),
-        }
-        .run(s, chunk, out);
+            &self.sizes,
+            self.resolution.nanos(),
+            s,
+            &plan.chunks[session],
+        )
     }
 }
 
@@ -318,23 +326,40 @@ fn unit(r: u64) -> f64 {
     (r >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-struct IntradayGenerator<'a, R> {
-    rng: R,
+/// The trades of one chunk, generated minute by minute. Created by
+/// [`MarketPlan::chunk_trades`]; the minute-level path is drawn up front (a few hundred
+/// values), the trades on demand.
+pub struct ChunkTrades<'a> {
+    rng: Xoshiro256PlusPlus,
     sizes: &'a SizeTable,
     unit_ns: i64,
+    open: i64,
+    /// Per minute: trades, and the efficient price at its start (one more, for the close).
+    counts: Vec<u64>,
+    anchors: Vec<f64>,
+    minute_sd: Vec<f64>,
+    minute: usize,
+    trade_id: u64,
+    buy: bool,
+    spacings: Vec<f64>,
 }
 
-impl<R: Rng> IntradayGenerator<'_, R> {
-    fn run(mut self, session: &Session, chunk: &ChunkPlan, out: &mut TradeColumns) {
+impl<'a> ChunkTrades<'a> {
+    fn new(
+        mut rng: Xoshiro256PlusPlus,
+        sizes: &'a SizeTable,
+        unit_ns: i64,
+        session: &Session,
+        chunk: &ChunkPlan,
+    ) -> Self {
         let minutes = (session.duration() / NANOS_PER_MINUTE) as usize;
-        let rng = &mut self.rng;
 
         // Minute activity (also the minute's share of variance: volume and volatility move
         // together), a clustered AR(1) in logs on top of the U shape.
         let mut activity = Vec::with_capacity(minutes);
         let mut level = 0.0;
         for m in 0..minutes {
-            let z: f64 = StandardNormal.sample(rng);
+            let z: f64 = StandardNormal.sample(&mut rng);
             level = MINUTE_ACTIVITY_AR * level + MINUTE_ACTIVITY_SD * z;
             activity.push(u_shape((m as f64 + 0.5) / minutes as f64) * libm::exp(level));
         }
@@ -348,10 +373,10 @@ impl<R: Rng> IntradayGenerator<'_, R> {
         path.push(0.0);
         for a in &activity {
             let sd = (chunk.session_var * a / total_activity).sqrt();
-            let z: f64 = StandardNormal.sample(rng);
+            let z: f64 = StandardNormal.sample(&mut rng);
             log_price += sd * z;
             if unit(rng.next_u64()) < MINUTE_JUMP_PROB {
-                let j: f64 = StandardNormal.sample(rng);
+                let j: f64 = StandardNormal.sample(&mut rng);
                 log_price += MINUTE_JUMP_SCALE * sd * j;
             }
             minute_sd.push(sd);
@@ -372,70 +397,96 @@ impl<R: Rng> IntradayGenerator<'_, R> {
 
         let mut counts = Vec::with_capacity(minutes);
         apportion(chunk.count, &activity, &mut counts);
-
-        let unit_ns = self.unit_ns;
         let units = NANOS_PER_MINUTE / unit_ns;
         assert!(
             counts.iter().all(|k| (*k as i64) < units),
             "a minute holds more trades than time steps; MICROSECOND_MAX_CHUNK is too high"
         );
+        let buy = rng.next_u64() & 1 == 1;
+        Self {
+            rng,
+            sizes,
+            unit_ns,
+            open: session.open,
+            counts,
+            anchors,
+            minute_sd,
+            minute: 0,
+            trade_id: chunk.first_trade_id,
+            buy,
+            spacings: Vec::new(),
+        }
+    }
 
-        out.reserve(chunk.count as usize);
-        let mut trade_id = chunk.first_trade_id;
-        let mut buy = rng.next_u64() & 1 == 1;
+    /// Appends whole minutes of trades to `out` until it has grown by at least `rows` or the
+    /// chunk is done. Returns false, appending nothing, once the chunk is exhausted.
+    pub fn fill(&mut self, rows: usize, out: &mut TradeColumns) -> bool {
+        if self.minute >= self.counts.len() {
+            return false;
+        }
+        let before = out.len();
+        while self.minute < self.counts.len() && out.len() - before < rows {
+            self.minute_trades(self.minute, out);
+            self.minute += 1;
+        }
+        true
+    }
+
+    fn minute_trades(&mut self, m: usize, out: &mut TradeColumns) {
+        let k = self.counts[m] as usize;
+        if k == 0 {
+            return;
+        }
+        let units = NANOS_PER_MINUTE / self.unit_ns;
         let side_keep = (SIDE_PERSISTENCE * 4_294_967_296.0) as u64;
         let inside = (INSIDE_SPREAD_PROB * 4_294_967_296.0) as u64;
-        let mut spacings = Vec::new();
-        for (m, &k) in counts.iter().enumerate() {
-            if k == 0 {
-                continue;
-            }
-            let k = k as usize;
-            // Sorted uniform arrival times from normalised exponential spacings; the `+ j`
-            // makes them strictly increasing without leaving the minute.
-            spacings.clear();
-            spacings.extend((0..=k).map(|_| -> f64 { Exp1.sample(rng) }));
-            let scale = (units - k as i64) as f64 / spacings.iter().sum::<f64>();
-            let minute_start = session.open + m as i64 * NANOS_PER_MINUTE;
-            let (from, to) = (anchors[m], anchors[m + 1]);
-            let sd = from * minute_sd[m];
-            let spread = (from / 250.0).round().max(1.0);
-            let mut efficient = from;
-            let mut elapsed = 0.0f64;
-            let mut cum = 0.0;
-            for (j, e) in spacings[..k].iter().enumerate() {
-                cum += e;
-                let position = (cum * scale) as i64 + j as i64;
-                let tau = position as f64 / units as f64;
-                // Brownian bridge step from `elapsed` to `tau`, pinned at `to` when tau = 1.
-                let remaining = 1.0 - elapsed;
-                let dt = tau - elapsed;
-                let z: f64 = StandardNormal.sample(rng);
-                efficient += (to - efficient) * dt / remaining
-                    + sd * (dt * (1.0 - tau) / remaining).max(0.0).sqrt() * z;
-                elapsed = tau;
+        let rng = &mut self.rng;
+        out.reserve(k);
+        // Sorted uniform arrival times from normalised exponential spacings; the `+ j` makes
+        // them strictly increasing without leaving the minute.
+        self.spacings.clear();
+        self.spacings
+            .extend((0..=k).map(|_| -> f64 { Exp1.sample(rng) }));
+        let scale = (units - k as i64) as f64 / self.spacings.iter().sum::<f64>();
+        let minute_start = self.open + m as i64 * NANOS_PER_MINUTE;
+        let (from, to) = (self.anchors[m], self.anchors[m + 1]);
+        let sd = from * self.minute_sd[m];
+        let spread = (from / 250.0).round().max(1.0);
+        let mut efficient = from;
+        let mut elapsed = 0.0f64;
+        let mut cum = 0.0;
+        for (j, e) in self.spacings[..k].iter().enumerate() {
+            cum += e;
+            let position = (cum * scale) as i64 + j as i64;
+            let tau = position as f64 / units as f64;
+            // Brownian bridge step from `elapsed` to `tau`, pinned at `to` when tau = 1.
+            let remaining = 1.0 - elapsed;
+            let dt = tau - elapsed;
+            let z: f64 = StandardNormal.sample(rng);
+            efficient += (to - efficient) * dt / remaining
+                + sd * (dt * (1.0 - tau) / remaining).max(0.0).sqrt() * z;
+            elapsed = tau;
 
-                let r = rng.next_u64();
-                if (r & 0xFFFF_FFFF) >= side_keep {
-                    buy = !buy;
-                }
-                let mid = efficient * 100.0;
-                let price = if (r >> 32) < inside {
-                    mid.round()
-                } else {
-                    let bid = (mid - spread / 2.0).floor();
-                    if buy { bid + spread } else { bid }
-                };
-                let amount = self.sizes.sample(rng);
-                out.push(
-                    minute_start + position * unit_ns,
-                    trade_id,
-                    (price as i64).max(1),
-                    amount,
-                    buy,
-                );
-                trade_id += 1;
+            let r = rng.next_u64();
+            if (r & 0xFFFF_FFFF) >= side_keep {
+                self.buy = !self.buy;
             }
+            let mid = efficient * 100.0;
+            let price = if (r >> 32) < inside {
+                mid.round()
+            } else {
+                let bid = (mid - spread / 2.0).floor();
+                if self.buy { bid + spread } else { bid }
+            };
+            let amount = self.sizes.sample(rng);
+            out.push(
+                minute_start + position * self.unit_ns,
+                self.trade_id,
+                (price as i64).max(1),
+                amount,
+                self.buy,
+            );
+            self.trade_id += 1;
         }
     }
 }

@@ -9,7 +9,7 @@
 //! A partition is one month of a group of symbols. Groups hold as many symbols as it takes to
 //! reach about [`TARGET_ROWS_PER_FILE`] trades a month, so 5 busy symbols get a file each and
 //! 500 quiet ones share a handful of files instead of flooding the directory. Row groups never
-//! span two symbols, and start anew about once a session, so a query for one symbol and day
+//! span two symbols and hold 128-256 Ki rows, so a query for one symbol and day
 //! decodes about one row group, found by the row-group statistics.
 //!
 //! Files are written under a `.tmp-` name, fsynced and renamed: a partition is visible only
@@ -51,9 +51,9 @@ pub const TRADES_DIR: &str = "trades";
 pub const CANDLES_DIR: &str = "candles_1m";
 /// Aim for files of about this many trades (roughly 20 MB).
 pub const TARGET_ROWS_PER_FILE: u64 = 4_000_000;
-/// A row group closes at the first chunk boundary past this many rows.
+/// A row group closes at the first batch boundary past this many rows.
 pub const ROW_GROUP_MIN_ROWS: usize = 128 * 1024;
-const ROW_GROUP_MAX_ROWS: usize = 1024 * 1024;
+const ROW_GROUP_MAX_ROWS: usize = 256 * 1024;
 
 fn parquet_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> StoreError + '_ {
     move |source| StoreError::Parquet {
@@ -217,9 +217,10 @@ impl PartitionWriter {
         })
     }
 
-    /// Appends one chunk of `symbol`'s trades (time-ordered, after any earlier chunk of the
-    /// symbol) and its 1-minute candles. Symbols must come in sorted order.
-    pub fn write_chunk(
+    /// Appends a batch of `symbol`'s trades (time-ordered, after any earlier batch of the
+    /// symbol, split on minute boundaries) and its 1-minute candles. Symbols must come in
+    /// sorted order.
+    pub fn write_batch(
         &mut self,
         symbol: &Symbol,
         trades: TradeColumns,
