@@ -159,6 +159,7 @@ fn write_job(
                 writer.write_batch(symbol, trades, &candles)?;
                 progress.done.fetch_add(n, Ordering::Relaxed);
             }
+            writer.end_session()?;
         }
     }
     Ok(writer.finish()?)

@@ -147,18 +147,33 @@ impl Bucketing {
         unreachable!("no time zone skips a whole day at 15-minute resolution")
     }
 
+    /// The local day containing `t`, as the instants it starts and ends.
+    pub fn day(&self, t: Nanos) -> (Nanos, Nanos) {
+        let date = self.local_date(t);
+        (
+            self.day_start(date),
+            self.day_start(date + Duration::days(1)),
+        )
+    }
+
+    /// The bucket containing `t` when `day` is [`Bucketing::day`] of `t`: for intraday
+    /// intervals plain arithmetic, so scans over many buckets pay the time zone once a day.
+    pub fn bucket_in_day(&self, t: Nanos, day: (Nanos, Nanos)) -> (Nanos, Nanos) {
+        match self.interval.fixed_nanos() {
+            Some(len) => {
+                let start = day.0 + (t - day.0) / len * len;
+                (start, (start + len).min(day.1))
+            }
+            None => self.bucket(t),
+        }
+    }
+
     /// The start and end of the bucket containing `t`.
     pub fn bucket(&self, t: Nanos) -> (Nanos, Nanos) {
         let date = self.local_date(t);
         let n = self.interval.n as i64;
         match self.interval.unit {
-            Unit::Second | Unit::Minute | Unit::Hour => {
-                let len = self.interval.fixed_nanos().expect("intraday");
-                let midnight = self.day_start(date);
-                let next = self.day_start(date + Duration::days(1));
-                let start = midnight + (t - midnight) / len * len;
-                (start, (start + len).min(next))
-            }
+            Unit::Second | Unit::Minute | Unit::Hour => self.bucket_in_day(t, self.day(t)),
             Unit::Day => {
                 let first = date - Duration::days((date - EPOCH).num_days().rem_euclid(n));
                 (

@@ -81,11 +81,15 @@ impl Candle {
 pub fn aggregate(parts: impl IntoIterator<Item = Candle>, bucketing: &Bucketing) -> Vec<Candle> {
     let mut out: Vec<Candle> = Vec::new();
     let mut bucket_end = i64::MIN;
+    let mut day = (i64::MIN, i64::MIN);
     for part in parts {
         if part.time < bucket_end {
             out.last_mut().expect("a bucket is open").absorb(&part);
         } else {
-            let (start, end) = bucketing.bucket(part.time);
+            if !(day.0..day.1).contains(&part.time) {
+                day = bucketing.day(part.time);
+            }
+            let (start, end) = bucketing.bucket_in_day(part.time, day);
             bucket_end = end;
             out.push(Candle {
                 time: start,

@@ -9,7 +9,7 @@
 //! A partition is one month of a group of symbols. Groups hold as many symbols as it takes to
 //! reach about [`TARGET_ROWS_PER_FILE`] trades a month, so 5 busy symbols get a file each and
 //! 500 quiet ones share a handful of files instead of flooding the directory. Row groups never
-//! span two symbols and hold 128-256 Ki rows, so a query for one symbol and day
+//! span two symbols and close at session boundaries (128 Ki-1 Mi rows), so a query for one symbol and day
 //! decodes about one row group, found by the row-group statistics.
 //!
 //! Files are written under a `.tmp-` name, fsynced and renamed: a partition is visible only
@@ -51,9 +51,10 @@ pub const TRADES_DIR: &str = "trades";
 pub const CANDLES_DIR: &str = "candles_1m";
 /// Aim for files of about this many trades (roughly 20 MB).
 pub const TARGET_ROWS_PER_FILE: u64 = 4_000_000;
-/// A row group closes at the first batch boundary past this many rows.
+/// A row group closes at the first session boundary past this many rows...
 pub const ROW_GROUP_MIN_ROWS: usize = 128 * 1024;
-const ROW_GROUP_MAX_ROWS: usize = 256 * 1024;
+/// ...or at this many rows, whichever comes first.
+const ROW_GROUP_MAX_ROWS: usize = 1024 * 1024;
 
 fn parquet_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> StoreError + '_ {
     move |source| StoreError::Parquet {
@@ -257,10 +258,16 @@ impl PartitionWriter {
         let batch = RecordBatch::try_new(trades_schema(self.resolution), columns)
             .expect("columns match the schema");
         self.trades.write(&batch).map_err(parquet_err(path))?;
-        if self.trades.in_progress_rows() >= ROW_GROUP_MIN_ROWS {
-            self.trades.flush().map_err(parquet_err(path))?;
-        }
         self.write_candles(symbol, candles)
+    }
+
+    /// Marks the end of a session's trades: the row group closes here if it is big enough, so
+    /// that a symbol-day is usually one row group.
+    pub fn end_session(&mut self) -> Result<()> {
+        if self.trades.in_progress_rows() >= ROW_GROUP_MIN_ROWS {
+            self.trades.flush().map_err(parquet_err(&self.paths[0].0))?;
+        }
+        Ok(())
     }
 
     fn write_candles(&mut self, symbol: &Symbol, candles: &[Candle]) -> Result<()> {
