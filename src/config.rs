@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::candles::{Fill, Interval};
 use crate::format::Format;
 use crate::generator::GeneratorConfig;
+use crate::ingest::influx::Shard;
 use crate::model::Symbol;
+use crate::store::influx::{Api, InfluxConfig, InfluxError, Secret};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,8 +24,84 @@ pub struct Cli {
     #[arg(long, global = true, env = "OHLCV_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    #[command(flatten)]
+    pub store: StoreArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// The embedded Parquet dataset in --data-dir.
+    Parquet,
+    /// An InfluxDB server (INFLUXDB_URL, ...).
+    Influxdb,
+}
+
+/// Where trades are stored and read. The InfluxDB token and password are never printed.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[arg(long, global = true, env = "OHLCV_STORE", value_enum, default_value_t = StoreKind::Parquet)]
+    pub store: StoreKind,
+    /// InfluxDB base URL, e.g. http://127.0.0.1:8086.
+    #[arg(long, global = true, env = "INFLUXDB_URL")]
+    pub influxdb_url: Option<String>,
+    /// API token (v2; also accepted by the v1 API of 2.x and 3.x).
+    #[arg(long, global = true, env = "INFLUXDB_TOKEN", hide_env_values = true)]
+    pub influxdb_token: Option<String>,
+    /// File holding the API token (used when INFLUXDB_TOKEN is not set).
+    #[arg(long, global = true, env = "INFLUXDB_TOKEN_FILE")]
+    pub influxdb_token_file: Option<PathBuf>,
+    #[arg(long, global = true, env = "INFLUXDB_ORG", default_value = "ohlcv-poc")]
+    pub influxdb_org: String,
+    #[arg(long, global = true, env = "INFLUXDB_BUCKET", default_value = "trades")]
+    pub influxdb_bucket: String,
+    /// Retention of the bucket or database created by `ohlcv influx setup`: <n>d, <n>w, <n>y.
+    #[arg(long, global = true, env = "INFLUXDB_RETENTION", default_value = "10y", value_parser = parse_retention_days)]
+    pub influxdb_retention: u32,
+    #[arg(long, global = true, env = "INFLUXDB_API", value_enum, default_value_t = Api::V2)]
+    pub influxdb_api: Api,
+    /// v1 database (default: the bucket's name).
+    #[arg(long, global = true, env = "INFLUXDB_DATABASE")]
+    pub influxdb_database: Option<String>,
+    #[arg(long, global = true, env = "INFLUXDB_USERNAME")]
+    pub influxdb_username: Option<String>,
+    #[arg(long, global = true, env = "INFLUXDB_PASSWORD", hide_env_values = true)]
+    pub influxdb_password: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn influx(&self) -> Result<InfluxConfig, InfluxError> {
+        let url = self.influxdb_url.as_deref().ok_or_else(|| {
+            InfluxError::Url("(unset): set INFLUXDB_URL or --influxdb-url".into())
+        })?;
+        let token = match (&self.influxdb_token, &self.influxdb_token_file) {
+            (Some(t), _) => Some(Secret::new(t.trim())),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| InfluxError::TokenFile {
+                    path: path.display().to_string(),
+                    reason: e.kind().to_string(),
+                })?;
+                Some(Secret::new(text.trim()))
+            }
+            (None, None) => None,
+        };
+        Ok(InfluxConfig {
+            url: InfluxConfig::parse_url(url)?,
+            api: self.influxdb_api,
+            token,
+            org: self.influxdb_org.clone(),
+            bucket: self.influxdb_bucket.clone(),
+            database: self
+                .influxdb_database
+                .clone()
+                .unwrap_or_else(|| self.influxdb_bucket.clone()),
+            username: self.influxdb_username.clone(),
+            password: self.influxdb_password.as_deref().map(Secret::new),
+            retention_days: self.influxdb_retention,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +114,15 @@ pub enum Command {
     Trades(TradesArgs),
     /// Check the stored load against the generator; exit 0 only if everything matches.
     Verify(VerifyArgs),
+    /// InfluxDB administration.
+    #[command(subcommand)]
+    Influx(InfluxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InfluxCommand {
+    /// Create the bucket (v2) or database (v1) with its retention if missing. Idempotent.
+    Setup,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +156,31 @@ pub struct LoadArgs {
     /// Keep data this long: <n>d, <n>w or <n>y (365 days).
     #[arg(long, env = "OHLCV_RETENTION", default_value = "10y", value_parser = parse_retention_days)]
     pub retention: u32,
+
+    /// InfluxDB: lines per write request.
+    #[arg(long, env = "OHLCV_BATCH_LINES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_lines: u64,
+    /// InfluxDB: bytes per write request before compression (the client bounds requests).
+    #[arg(long, env = "OHLCV_BATCH_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..=64 * 1024 * 1024))]
+    pub batch_bytes: u64,
+    /// InfluxDB: concurrent write requests.
+    #[arg(long, env = "OHLCV_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub writers: u64,
+    /// InfluxDB: gzip request bodies.
+    #[arg(long, env = "OHLCV_GZIP")]
+    pub gzip: bool,
+    /// InfluxDB: load only chunks K mod N of the load (K/N, 0-based), to share it among N machines.
+    #[arg(long, env = "OHLCV_SHARD", default_value = "0/1", value_parser = Shard::parse)]
+    pub shard: Shard,
+    /// InfluxDB: skip chunks the checkpoint of this same load and target lists as written.
+    #[arg(long, env = "OHLCV_RESUME")]
+    pub resume: bool,
+    /// InfluxDB: first retry delay in milliseconds (doubles each retry, with jitter).
+    #[arg(long, env = "OHLCV_RETRY_INTERVAL_MS", default_value_t = 5_000)]
+    pub retry_interval_ms: u64,
+    /// InfluxDB: give up on a batch after retrying this many milliseconds.
+    #[arg(long, env = "OHLCV_MAX_RETRY_TIME_MS", default_value_t = 180_000)]
+    pub max_retry_time_ms: u64,
 }
 
 impl LoadArgs {

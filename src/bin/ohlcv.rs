@@ -11,9 +11,15 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use ohlcv::config::{CandlesArgs, Cli, Command, LoadArgs, RangeArgs, TradesArgs, VerifyArgs};
+use ohlcv::config::{
+    CandlesArgs, Cli, Command, InfluxCommand, LoadArgs, RangeArgs, StoreKind, TradesArgs,
+    VerifyArgs,
+};
+use ohlcv::ingest::influx::{BatchStats, InfluxLoadOptions, RetryPolicy, WriteOptions};
 use ohlcv::ingest::{self, LoadOptions, Progress};
 use ohlcv::query::{self, CandleQuery};
+use ohlcv::store::Store;
+use ohlcv::store::influx::{self, InfluxConfig, InfluxStore, SetupOutcome};
 use ohlcv::store::parquet::ParquetStore;
 use ohlcv::{candles, format, telemetry, verify};
 
@@ -54,13 +60,169 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let store = ParquetStore::new(&cli.data_dir);
-    match cli.command {
-        Command::Load(args) => load(&store, &args),
-        Command::Candles(args) => print_candles(&store, &args),
-        Command::Trades(args) => print_trades(&store, &args),
-        Command::Verify(args) => run_verify(&store, &args),
+    let parquet = ParquetStore::new(&cli.data_dir);
+    if let Command::Load(args) = &cli.command {
+        return match cli.store.store {
+            StoreKind::Parquet => load(&parquet, args),
+            StoreKind::Influxdb => load_influx(&cli, args),
+        };
     }
+    if let Command::Influx(InfluxCommand::Setup) = &cli.command {
+        return influx_setup(&cli.store.influx()?);
+    }
+    let store: Box<dyn Store> = match cli.store.store {
+        StoreKind::Parquet => Box::new(parquet),
+        StoreKind::Influxdb => Box::new(InfluxStore::new(cli.store.influx()?)?),
+    };
+    match cli.command {
+        Command::Candles(args) => print_candles(store.as_ref(), &args),
+        Command::Trades(args) => print_trades(store.as_ref(), &args),
+        Command::Verify(args) => run_verify(store.as_ref(), &args),
+        Command::Load(_) | Command::Influx(_) => unreachable!("handled above"),
+    }
+}
+
+fn influx_setup(config: &InfluxConfig) -> anyhow::Result<ExitCode> {
+    let what = config.missing_target();
+    match influx::setup(config)? {
+        SetupOutcome::Created => println!(
+            "created {what} with a retention of {} days",
+            config.retention_days
+        ),
+        SetupOutcome::Exists => println!(
+            "{what} exists with a retention of {} days",
+            config.retention_days
+        ),
+        SetupOutcome::RetentionDiffers { existing_days } => println!(
+            "{what} exists, but its retention ({}) differs from the configured {} days; left unchanged",
+            existing_days.map_or("infinite".to_string(), |d| format!("{d} days")),
+            config.retention_days
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `work` with a thread that sets `progress.cancel` on Ctrl-C or SIGTERM, so a load
+/// stops cleanly (writing its checkpoint) and `--resume` can continue it.
+fn cancellable<T: Send>(progress: &Progress, work: impl FnOnce() -> T + Send) -> T {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                    _ = finished => return,
+                }
+                tracing::warn!(
+                    "stopping: finishing the batches in flight, then writing the checkpoint"
+                );
+                progress.cancel.store(true, Ordering::Relaxed);
+            });
+        });
+        let result = work();
+        let _ = done.send(());
+        result
+    })
+}
+
+fn load_influx(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let influx = cli.store.influx()?;
+    let options = InfluxLoadOptions {
+        config: args.generator_config(),
+        influx,
+        write: WriteOptions {
+            batch_lines: args.batch_lines as usize,
+            batch_bytes: args.batch_bytes as usize,
+            writers: args.writers as usize,
+            gzip: args.gzip,
+            retry: RetryPolicy {
+                interval: Duration::from_millis(args.retry_interval_ms),
+                max_time: Duration::from_millis(args.max_retry_time_ms),
+                ..RetryPolicy::default()
+            },
+            ..WriteOptions::default()
+        },
+        shard: args.shard,
+        resume: args.resume,
+        checkpoint_dir: cli.data_dir.clone(),
+        threads: args.threads,
+        retention_days: args.retention,
+        now: chrono::Utc::now(),
+    };
+    let progress = Progress::default();
+    let stats = std::sync::Arc::new(BatchStats::default());
+    let finished = AtomicBool::new(false);
+    let (wake, woken) = mpsc::channel::<()>();
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| report_progress(&progress, &finished, woken, Some(&stats)));
+        let result = cancellable(&progress, || {
+            ingest::influx::load(&options, &progress, &stats)
+        });
+        finished.store(true, Ordering::Relaxed);
+        let _ = wake.send(());
+        result
+    });
+    let summary = result?;
+    let b = &summary.batches;
+    tracing::info!(
+        trades = summary.trades,
+        written = summary.written,
+        seconds = summary.seconds,
+        trades_per_second = summary.trades_per_second,
+        peak_rss_bytes = summary.peak_rss_bytes,
+        batches = b.batches,
+        retried = b.retried,
+        failed = b.failed,
+        bytes_raw = b.bytes_raw,
+        bytes_sent = b.bytes_sent,
+        latency_ms_p50 = b.latency_ms_p50,
+        latency_ms_p99 = b.latency_ms_p99,
+        "load complete"
+    );
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "trades          {}", summary.trades)?;
+    writeln!(
+        out,
+        "written         {} ({} chunks, {} already acknowledged)",
+        summary.written, summary.chunks, summary.chunks_skipped
+    )?;
+    writeln!(out, "seconds         {:.2}", summary.seconds)?;
+    writeln!(out, "trades/s        {:.0}", summary.trades_per_second)?;
+    if let Some(b) = summary.peak_rss_bytes {
+        writeln!(
+            out,
+            "peak RSS        {:.1} MiB",
+            b as f64 / (1024.0 * 1024.0)
+        )?;
+    }
+    writeln!(
+        out,
+        "batches         {} sent, {} retried, {} failed, {} split",
+        b.batches, b.retried, b.failed, b.split
+    )?;
+    writeln!(
+        out,
+        "bytes           {} before compression, {} sent",
+        b.bytes_raw, b.bytes_sent
+    )?;
+    writeln!(
+        out,
+        "write latency   p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        b.latency_ms_p50, b.latency_ms_p90, b.latency_ms_p99, b.latency_ms_max
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(store: &ParquetStore, args: &LoadArgs) -> anyhow::Result<ExitCode> {
@@ -75,8 +237,8 @@ fn load(store: &ParquetStore, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let finished = AtomicBool::new(false);
     let (wake, woken) = mpsc::channel::<()>();
     let result = std::thread::scope(|scope| {
-        scope.spawn(|| report_progress(&progress, &finished, woken));
-        let result = ingest::load(store.dir(), &options, &progress);
+        scope.spawn(|| report_progress(&progress, &finished, woken, None));
+        let result = cancellable(&progress, || ingest::load(store.dir(), &options, &progress));
         finished.store(true, Ordering::Relaxed);
         let _ = wake.send(());
         result
@@ -116,7 +278,12 @@ fn load(store: &ParquetStore, args: &LoadArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A progress bar on a terminal, a JSON log line every 5 s otherwise.
-fn report_progress(progress: &Progress, finished: &AtomicBool, woken: mpsc::Receiver<()>) {
+fn report_progress(
+    progress: &Progress,
+    finished: &AtomicBool,
+    woken: mpsc::Receiver<()>,
+    batches: Option<&BatchStats>,
+) {
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let bar = terminal.then(|| {
@@ -148,6 +315,19 @@ fn report_progress(progress: &Progress, finished: &AtomicBool, woken: mpsc::Rece
             None => {
                 let secs = started.elapsed().as_secs_f64();
                 let rate = done as f64 / secs.max(1e-9);
+                if let Some(b) = batches {
+                    let s = b.summary();
+                    tracing::info!(
+                        batches = s.batches,
+                        retried = s.retried,
+                        failed = s.failed,
+                        in_flight = b.in_flight.load(Ordering::Relaxed),
+                        bytes_sent = s.bytes_sent,
+                        latency_ms_p50 = s.latency_ms_p50,
+                        latency_ms_p99 = s.latency_ms_p99,
+                        "write batches"
+                    );
+                }
                 tracing::info!(
                     processed = done,
                     total,
@@ -171,7 +351,7 @@ fn query_range(args: &RangeArgs) -> anyhow::Result<(chrono_tz::Tz, i64, i64)> {
     Ok((tz, start, end))
 }
 
-fn print_candles(store: &ParquetStore, args: &CandlesArgs) -> anyhow::Result<ExitCode> {
+fn print_candles(store: &dyn Store, args: &CandlesArgs) -> anyhow::Result<ExitCode> {
     let (tz, start, end) = query_range(&args.range)?;
     let q = CandleQuery {
         symbol: args.range.symbol.clone(),
@@ -195,7 +375,7 @@ fn print_candles(store: &ParquetStore, args: &CandlesArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_trades(store: &ParquetStore, args: &TradesArgs) -> anyhow::Result<ExitCode> {
+fn print_trades(store: &dyn Store, args: &TradesArgs) -> anyhow::Result<ExitCode> {
     let (_, start, end) = query_range(&args.range)?;
     let trades = query::trades(store, &args.range.symbol, start, end, args.limit)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -204,7 +384,7 @@ fn print_trades(store: &ParquetStore, args: &TradesArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_verify(store: &ParquetStore, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+fn run_verify(store: &dyn Store, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let report = verify::verify(store, args.sample, args.sample_seed)?;
     let mut out = std::io::stdout().lock();

@@ -4,6 +4,7 @@
 //! ([`parquet::ParquetStore`]) is the default store and also has the partition writer the load
 //! pipeline uses.
 
+pub mod influx;
 pub mod manifest;
 pub mod parquet;
 
@@ -33,6 +34,8 @@ pub enum StoreError {
     },
     #[error("{path}: unexpected content: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Influx(#[from] influx::InfluxError),
     #[error("{path}: bad manifest: {source}")]
     Manifest {
         path: PathBuf,

@@ -22,6 +22,8 @@ use crate::store::manifest::{Manifest, Partition};
 use crate::store::parquet::{ParquetStore, TARGET_ROWS_PER_FILE, month_of};
 use crate::telemetry;
 
+pub mod influx;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error(transparent)]
@@ -30,6 +32,10 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("load cancelled")]
     Cancelled,
+    #[error(transparent)]
+    Influx(#[from] crate::store::influx::InfluxError),
+    #[error("cannot write the checkpoint {path}: {reason}")]
+    Checkpoint { path: String, reason: String },
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
@@ -75,10 +81,10 @@ pub struct LoadSummary {
 pub const BATCH_ROWS: usize = 64 * 1024;
 
 /// A partition to write: which symbols (indices into the plan) over which sessions.
-struct Job {
-    partition: Partition,
-    symbols: Vec<usize>,
-    sessions: std::ops::Range<usize>,
+pub(crate) struct Job {
+    pub partition: Partition,
+    pub symbols: Vec<usize>,
+    pub sessions: std::ops::Range<usize>,
 }
 
 /// Groups symbols so a file holds about [`TARGET_ROWS_PER_FILE`] trades a month.
@@ -88,7 +94,7 @@ fn symbols_per_group(plan: &MarketPlan, months: usize) -> usize {
     ((TARGET_ROWS_PER_FILE / per_symbol_month.max(1)) as usize).clamp(1, n)
 }
 
-fn jobs(plan: &MarketPlan) -> Vec<Job> {
+pub(crate) fn jobs(plan: &MarketPlan) -> Vec<Job> {
     let sessions = plan.sessions();
     let mut months: Vec<(String, std::ops::Range<usize>)> = Vec::new();
     for (i, s) in sessions.iter().enumerate() {

@@ -1,0 +1,183 @@
+//! Line protocol for trades and 1-minute candles, appended to a reused buffer without a
+//! per-point allocation.
+//!
+//! Schema (docs/INFLUXDB.md): measurement `trade`, tags `side` and `symbol` (sorted by key,
+//! as InfluxDB recommends), fields `price` (float), `amount` and `trade_id` (integers),
+//! nanosecond timestamps; measurement `candle_1m`, tag `symbol`, fields `open`, `high`, `low`,
+//! `close` (floats), `volume`, `trades`, `notional` (integers, notional = Σ cents × shares).
+//!
+//! Each series key is escaped once per symbol by InfluxData's own `influxdb-line-protocol`
+//! builder; the hot path then only appends numbers.
+
+use influxdb_line_protocol::builder::LineProtocolBuilder;
+
+use crate::candles::Candle;
+use crate::model::{Symbol, TradeColumns};
+
+pub const TRADE: &str = "trade";
+pub const CANDLE: &str = "candle_1m";
+pub const MANIFEST: &str = "ohlcv_load";
+
+/// The escaped series keys of one symbol, with the separating space.
+#[derive(Debug, Clone)]
+pub struct SeriesKeys {
+    buy: Vec<u8>,
+    sell: Vec<u8>,
+    candle: Vec<u8>,
+}
+
+fn series_key(measurement: &str, tags: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = LineProtocolBuilder::new().measurement(measurement);
+    for (k, v) in tags {
+        b = b.tag(k, v);
+    }
+    // The builder insists on a field; take its bytes up to the field separator.
+    let mut line = b.field("x", 0i64).close_line().build();
+    let cut = line.len() - " x=0i\n".len();
+    line.truncate(cut);
+    line.push(b' ');
+    line
+}
+
+impl SeriesKeys {
+    pub fn new(symbol: &Symbol) -> Self {
+        let s = symbol.as_str();
+        Self {
+            buy: series_key(TRADE, &[("side", "buy"), ("symbol", s)]),
+            sell: series_key(TRADE, &[("side", "sell"), ("symbol", s)]),
+            candle: series_key(CANDLE, &[("symbol", s)]),
+        }
+    }
+}
+
+#[inline]
+fn push_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Writes cents as a float literal with two decimals, e.g. `185.64`.
+#[inline]
+fn push_cents(out: &mut Vec<u8>, cents: i64) {
+    if cents < 0 {
+        out.push(b'-');
+    }
+    let abs = cents.unsigned_abs();
+    push_int(out, abs / 100);
+    let frac = (abs % 100) as u8;
+    out.extend_from_slice(&[b'.', b'0' + frac / 10, b'0' + frac % 10]);
+}
+
+/// Appends trade `i` of `trades` as one line.
+#[inline]
+pub fn push_trade(out: &mut Vec<u8>, keys: &SeriesKeys, trades: &TradeColumns, i: usize) {
+    out.extend_from_slice(if trades.buys[i] {
+        &keys.buy
+    } else {
+        &keys.sell
+    });
+    out.extend_from_slice(b"price=");
+    push_cents(out, trades.prices[i]);
+    out.extend_from_slice(b",amount=");
+    push_int(out, trades.amounts[i]);
+    out.extend_from_slice(b"i,trade_id=");
+    push_int(out, trades.trade_ids[i]);
+    out.extend_from_slice(b"i ");
+    push_int(out, trades.times[i]);
+    out.push(b'\n');
+}
+
+/// Appends a 1-minute candle as one line.
+pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle) {
+    out.extend_from_slice(&keys.candle);
+    for (name, cents) in [
+        (&b"open="[..], c.open),
+        (b",high=", c.high),
+        (b",low=", c.low),
+        (b",close=", c.close),
+    ] {
+        out.extend_from_slice(name);
+        push_cents(out, cents);
+    }
+    out.extend_from_slice(b",volume=");
+    push_int(out, c.volume);
+    out.extend_from_slice(b"i,trades=");
+    push_int(out, c.trades);
+    out.extend_from_slice(b"i,notional=");
+    // Σ cents × shares of one minute stays far below 2^63 for any realistic tape.
+    push_int(out, i64::try_from(c.notional).unwrap_or(i64::MAX));
+    out.extend_from_slice(b"i ");
+    push_int(out, c.time);
+    out.push(b'\n');
+}
+
+/// The manifest point: the load's settings as a JSON string field. Same series and time on
+/// every write, so a rewrite overwrites it.
+pub fn manifest_line(json: &str, time: i64) -> Vec<u8> {
+    LineProtocolBuilder::new()
+        .measurement(MANIFEST)
+        .field("json", json)
+        .timestamp(time)
+        .close_line()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use influxdb_line_protocol::{FieldValue, parse_lines};
+
+    #[test]
+    fn trades_and_candles_parse_back_exactly() {
+        let symbol = Symbol::new("BRK.B").unwrap();
+        let keys = SeriesKeys::new(&symbol);
+        let mut t = TradeColumns::default();
+        t.push(1_704_205_800_000_001_000, 42, 18_564, 100, true);
+        t.push(1_704_205_800_000_002_000, 43, 5, 1, false);
+        let mut out = Vec::new();
+        push_trade(&mut out, &keys, &t, 0);
+        push_trade(&mut out, &keys, &t, 1);
+        push_candle(
+            &mut out,
+            &keys,
+            &Candle {
+                time: 60,
+                open: 100,
+                high: 250,
+                low: 1,
+                close: 99,
+                volume: 7,
+                trades: 2,
+                notional: 700,
+            },
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "trade,side=buy,symbol=BRK.B price=185.64,amount=100i,trade_id=42i 1704205800000001000"
+        );
+        let lines: Vec<_> = parse_lines(&text).collect::<Result<_, _>>().unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1].field_set[0].1, FieldValue::F64(0.05));
+        assert_eq!(
+            lines[1].series.tag_set.as_ref().unwrap()[1].1.as_str(),
+            "BRK.B"
+        );
+        assert_eq!(lines[2].timestamp, Some(60));
+        assert_eq!(lines[2].field_set[6].1, FieldValue::I64(700));
+    }
+
+    #[test]
+    fn keys_and_strings_are_escaped() {
+        let key = series_key("my measurement", &[("a tag", "x,y=z")]);
+        assert_eq!(
+            String::from_utf8(key).unwrap(),
+            r"my\ measurement,a\ tag=x\,y\=z "
+        );
+        let line = String::from_utf8(manifest_line(r#"{"a":"b \"c\""}"#, 5)).unwrap();
+        let parsed: Vec<_> = parse_lines(&line).collect::<Result<_, _>>().unwrap();
+        match &parsed[0].field_set[0].1 {
+            FieldValue::String(s) => assert!(s.contains("\"a\"")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
