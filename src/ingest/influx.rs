@@ -670,35 +670,38 @@ pub fn load(
         .build()
         .map_err(transport_error)?;
 
-    let write_manifest = |m: &Manifest| -> Result<()> {
-        let json = serde_json::to_string(m).expect("serialisable");
-        let body = line_protocol::manifest_line(&json, manifest_time);
-        runtime.block_on(async {
-            let response = client
-                .post(influx.write_url())
-                .headers(influx.auth_headers())
-                .body(body)
-                .send()
-                .await
-                .map_err(transport_error)?;
-            let (status, headers) = (response.status(), response.headers().clone());
-            let text = response.text().await.unwrap_or_default();
-            match classify_write(status, &headers, &text, &influx.missing_target()) {
-                WriteOutcome::Written => Ok(()),
-                WriteOutcome::Fatal(e) => Err(e.into()),
-                WriteOutcome::Retry { reason, .. } => Err(InfluxError::Unreachable(reason).into()),
-                WriteOutcome::TooLarge => Err(InfluxError::LineTooLarge.into()),
-            }
-        })
-    };
-    write_manifest(&manifest)?;
-
-    let tracker = Tracker::default();
     let breaker = Arc::new(Breaker {
         failures: AtomicU32::new(0),
         threshold: options.write.breaker_threshold.max(1),
         probe: tokio::sync::Mutex::new(()),
     });
+    let new_writer = || Writer {
+        client: client.clone(),
+        influx: influx.clone(),
+        url: influx.write_url(),
+        retry: options.write.retry,
+        stats: stats.clone(),
+        breaker: breaker.clone(),
+    };
+    // The manifest goes through the same retrying writer as the trades.
+    let write_manifest = |m: &Manifest| -> Result<()> {
+        let json = serde_json::to_string(m).expect("serialisable");
+        let raw = line_protocol::manifest_line(&json, manifest_time);
+        let raw_len = raw.len();
+        let body = if options.write.gzip { gzip(&raw) } else { raw };
+        let batch = Batch {
+            body: Bytes::from(body),
+            gzipped: options.write.gzip,
+            raw_len,
+            trades: 0,
+            chunks: Vec::new(),
+        };
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+        Ok(runtime.block_on(new_writer().write(&batch, &mut rng))?)
+    };
+    write_manifest(&manifest)?;
+
+    let tracker = Tracker::default();
     let writers = options.write.writers.max(1);
     let (sender, receiver) = tokio::sync::mpsc::channel::<Batch>(writers * 2);
     let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
@@ -744,14 +747,7 @@ pub fn load(
 
         runtime.block_on(async {
             for i in 0..writers {
-                let writer = Writer {
-                    client: client.clone(),
-                    influx: influx.clone(),
-                    url: influx.write_url(),
-                    retry: options.write.retry,
-                    stats: stats.clone(),
-                    breaker: breaker.clone(),
-                };
+                let writer = new_writer();
                 let (receiver, acks) = (receiver.clone(), acks.clone());
                 tokio::spawn(async move {
                     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(i as u64 + 1);

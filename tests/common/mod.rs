@@ -1,6 +1,9 @@
-//! Helpers shared by the integration tests: small real loads into temporary directories.
+//! Helpers shared by the integration tests: small real loads into temporary directories, and
+//! a real influxd.
 
 #![allow(dead_code)]
+
+pub mod influxd;
 
 use std::path::Path;
 

@@ -1,0 +1,114 @@
+//! Starts a real `influxd` (InfluxDB 1.x, from Debian's `influxdb` package) on a free
+//! loopback port with its data in a temporary directory, and stops it on drop. Installs
+//! nothing: `scripts/test.sh` installs the package when `influxd` is missing.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Influxd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn binary() -> PathBuf {
+    for candidate in ["/usr/bin/influxd", "/usr/local/bin/influxd"] {
+        if std::path::Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!(
+        "influxd not found: run `bash scripts/test.sh`, which installs Debian's influxdb package"
+    );
+}
+
+impl Influxd {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Self {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        let config = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+             [logging]\n  level = \"warn\"\n[monitor]\n  store-enabled = false\n\
+             [continuous_queries]\n  enabled = false\n",
+            rpc = free_port(),
+            d = d.display(),
+            port = self.port
+        );
+        let path = d.join("influxdb.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(binary())
+            .args(["run", "-config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits for `/ping` to answer 204: the server's own readiness signal.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = reqwest::blocking::Client::new();
+        loop {
+            let url = format!("{}/ping", self.url());
+            if client
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status().as_u16() == 204)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "influxd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Influxd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
