@@ -406,3 +406,91 @@ fn a_killed_load_leaves_only_complete_partitions_and_resumes() {
     assert!(verify.status.success(), "{}", stdout(&verify));
     assert!(stdout(&verify).contains("trades counted       3000000"));
 }
+
+#[test]
+fn influx_credentials_never_appear_in_output() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: every command fails, and says why without the token.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = "tok-3f9a-never-print-me";
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ohlcv"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env("OHLCV_STORE", "influxdb")
+            .env("INFLUXDB_URL", format!("http://127.0.0.1:{port}"))
+            .env("INFLUXDB_TOKEN", secret)
+            .env("INFLUXDB_PASSWORD", secret)
+            .env("OHLCV_MAX_RETRY_TIME_MS", "0")
+            .output()
+            .unwrap()
+    };
+    let commands: &[&[&str]] = &[
+        &["influx", "setup"],
+        &[
+            "load",
+            "--trades",
+            "1000",
+            "--symbols",
+            "AAPL",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-05",
+        ],
+        &[
+            "candles",
+            "--symbol",
+            "AAPL",
+            "--interval",
+            "1m",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-02",
+        ],
+        &["verify"],
+        &["--help"],
+        &["load", "--help"],
+    ];
+    for args in commands {
+        let out = run(args);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !text.contains(secret),
+            "{args:?} printed the secret: {text}"
+        );
+        if !args.contains(&"--help") {
+            assert!(!out.status.success(), "{args:?}");
+            assert!(
+                text.contains("unreachable") || text.contains("InfluxDB"),
+                "{args:?}: {text}"
+            );
+        }
+    }
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{secret}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ohlcv"))
+        .args([
+            "--store",
+            "influxdb",
+            "--influxdb-url",
+            "http://127.0.0.1:9",
+            "--influxdb-token-file",
+        ])
+        .arg(dir.path().join("missing-token"))
+        .args(["influx", "setup"])
+        .env_remove("INFLUXDB_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("cannot read the token file"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -51,6 +51,7 @@ fn options(load: GeneratorConfig, influx: InfluxConfig, checkpoints: &Path) -> I
         },
         shard: Shard::ALL,
         resume: false,
+        replace: false,
         checkpoint_dir: checkpoints.to_path_buf(),
         threads: 2,
         retention_days: 3650,

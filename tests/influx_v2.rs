@@ -25,7 +25,7 @@ use ohlcv::ingest::influx::{
     self, BatchStats, InfluxLoadOptions, RetryPolicy, Shard, WriteOptions,
 };
 use ohlcv::ingest::{IngestError, Progress};
-use ohlcv::store::influx::{Api, InfluxConfig, InfluxError, Secret, SetupOutcome, setup};
+use ohlcv::store::influx::{Api, InfluxConfig, Secret, SetupOutcome, setup};
 
 const TOKEN: &str = "test-token-do-not-leak";
 
@@ -51,6 +51,8 @@ struct Server {
     health_checks: AtomicU64,
     /// Connections to drop before answering, through the proxy.
     drop_connections: AtomicU64,
+    /// The `json` field of the last `ohlcv_load` point.
+    manifest: Mutex<Option<String>>,
 }
 
 fn problem(code: StatusCode, kind: &str, message: &str) -> Response {
@@ -161,6 +163,12 @@ async fn write(
     };
     let mut parsed = Vec::new();
     for line in influxdb_line_protocol::parse_lines(&text) {
+        if let Ok(l) = &line
+            && l.series.measurement.as_str() == "ohlcv_load"
+            && let Some((_, influxdb_line_protocol::FieldValue::String(json))) = l.field_set.first()
+        {
+            *s.manifest.lock().unwrap() = Some(json.to_string());
+        }
         match line {
             Ok(l) => parsed.push((
                 l.series.to_string(),
@@ -185,6 +193,67 @@ async fn write(
         points.insert((series, time), fields);
     }
     s.writes.fetch_add(1, Ordering::Relaxed);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The v1 compatibility `/query`, for the one statement the loader sends before writing:
+/// reading the manifest point. Anything else is refused, as a real server refuses what it
+/// cannot parse.
+async fn query(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&headers) {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unauthorized access",
+        );
+    }
+    let form: HashMap<String, String> = serde_urlencoded_like(&body);
+    if form.get("q").map(String::as_str) != Some(r#"SELECT last("json") FROM "ohlcv_load""#) {
+        return (
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"unsupported by this test server"}"#,
+        )
+            .into_response();
+    }
+    let series = match s.manifest.lock().unwrap().as_ref() {
+        Some(json) => {
+            serde_json::json!([{"name": "ohlcv_load", "columns": ["time", "last"], "values": [[0, json]]}])
+        }
+        None => serde_json::json!([]),
+    };
+    (
+        StatusCode::OK,
+        serde_json::json!({"results": [{"statement_id": 0, "series": series}]}).to_string(),
+    )
+        .into_response()
+}
+
+fn serde_urlencoded_like(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// `/api/v2/delete` with a `_measurement="..."` predicate.
+async fn delete(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&headers) {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unauthorized access",
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let predicate = v["predicate"].as_str().unwrap();
+    let measurement = predicate
+        .strip_prefix("_measurement=\"")
+        .and_then(|p| p.strip_suffix('"'))
+        .unwrap();
+    s.points
+        .lock()
+        .unwrap()
+        .retain(|(series, _), _| series.split(',').next() != Some(measurement));
+    if measurement == "ohlcv_load" {
+        *s.manifest.lock().unwrap() = None;
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -272,6 +341,8 @@ fn start() -> Harness {
     let app = Router::new()
         .route("/api/v2/write", post(write))
         .route("/health", get(health))
+        .route("/query", post(query))
+        .route("/api/v2/delete", post(delete))
         .route("/api/v2/orgs", get(orgs))
         .route("/api/v2/buckets", get(list_buckets).post(create_bucket))
         .with_state(state.clone());
@@ -285,18 +356,30 @@ fn start() -> Harness {
         tokio::spawn(async move {
             loop {
                 let (mut client, _) = outer.accept().await.unwrap();
-                let drop_it = s
-                    .drop_connections
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                    .is_ok();
+                let s = s.clone();
                 tokio::spawn(async move {
+                    // A connection whose first request is a write may be hung up on, unanswered.
+                    let mut head = vec![0u8; 1024];
+                    let Ok(n) = tokio::io::AsyncReadExt::read(&mut client, &mut head).await else {
+                        return;
+                    };
+                    let is_write = head[..n].starts_with(b"POST /api/v2/write");
+                    let drop_it = is_write
+                        && s.drop_connections
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            })
+                            .is_ok();
                     if drop_it {
-                        // Read the start of the request, then hang up without an answer.
-                        let mut buf = [0u8; 1024];
-                        let _ = tokio::io::AsyncReadExt::read(&mut client, &mut buf).await;
                         return;
                     }
                     let mut server = tokio::net::TcpStream::connect(inner_addr).await.unwrap();
+                    if tokio::io::AsyncWriteExt::write_all(&mut server, &head[..n])
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                 });
             }
@@ -348,6 +431,7 @@ fn options(
         },
         shard: Shard::ALL,
         resume: false,
+        replace: false,
         checkpoint_dir: checkpoints.to_path_buf(),
         threads: 2,
         retention_days: 3650,
@@ -565,7 +649,8 @@ fn fatal_answers_stop_the_load_with_a_clear_error_and_no_secret() {
     ));
     let err = result.unwrap_err();
     assert!(
-        matches!(err, IngestError::Influx(InfluxError::Credentials(401))),
+        err.to_string()
+            .contains("rejected the credentials (HTTP 401)"),
         "{err}"
     );
     assert!(
@@ -601,6 +686,40 @@ fn fatal_answers_stop_the_load_with_a_clear_error_and_no_secret() {
         assert_eq!(stats.summary().failed, 1);
         h.state.faults.lock().unwrap().clear();
     }
+}
+
+#[test]
+fn a_different_load_is_refused_unless_replaced() {
+    let h = start();
+    ready(&h);
+    let dir = tempfile::tempdir().unwrap();
+    let first = common::small_config(3_000);
+    run(&options(
+        influx_config(&h.url, TOKEN, "trades"),
+        first,
+        dir.path(),
+    ))
+    .0
+    .unwrap();
+    let second = GeneratorConfig {
+        seed: 99,
+        ..common::small_config(4_000)
+    };
+    let o = options(
+        influx_config(&h.url, TOKEN, "trades"),
+        second.clone(),
+        dir.path(),
+    );
+    let err = run(&o).0.unwrap_err().to_string();
+    assert!(
+        err.contains("different load") && err.contains("--replace"),
+        "{err}"
+    );
+    run(&InfluxLoadOptions { replace: true, ..o }).0.unwrap();
+    assert_eq!(
+        h.state.points.lock().unwrap().len(),
+        expected_points(&second)
+    );
 }
 
 /// Against a real InfluxDB 2.x, when one is configured.

@@ -156,6 +156,7 @@ fn load_influx(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         },
         shard: args.shard,
         resume: args.resume,
+        replace: args.replace,
         checkpoint_dir: cli.data_dir.clone(),
         threads: args.threads,
         retention_days: args.retention,

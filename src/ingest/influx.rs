@@ -34,11 +34,13 @@ use super::{IngestError, Progress, Result, jobs};
 use crate::candles;
 use crate::generator::{GENERATOR_VERSION, GeneratorConfig, MarketPlan};
 use crate::model::{NANOS_PER_DAY, Nanos, TradeColumns};
+use crate::store::influx::InfluxStore;
 use crate::store::influx::line_protocol::{self, SeriesKeys};
 use crate::store::influx::{
     InfluxConfig, InfluxError, WriteOutcome, classify_write, transport_error,
 };
 use crate::store::manifest::{Manifest, write_atomically};
+use crate::store::{Store, StoreError};
 use crate::telemetry;
 
 /// Exponential backoff with jitter. The defaults are those of InfluxData's official client
@@ -134,6 +136,8 @@ pub struct InfluxLoadOptions {
     pub shard: Shard,
     /// Skip the chunks a checkpoint of the same load and target lists as written.
     pub resume: bool,
+    /// Delete a different load found in the target instead of refusing.
+    pub replace: bool,
     pub checkpoint_dir: PathBuf,
     /// Generator threads; 0 = one per core.
     pub threads: usize,
@@ -648,6 +652,21 @@ pub fn load(
     progress.total.store(to_write, Ordering::Relaxed);
 
     let mut manifest = Manifest::new(options.config.clone(), options.retention_days);
+    // Two loads in one bucket would mix their trades: refuse, or clear it when told to.
+    match InfluxStore::new(influx.clone())?.manifest() {
+        Ok(existing) if !existing.same_load(&manifest) => {
+            if !options.replace {
+                return Err(StoreError::DifferentLoad {
+                    dir: target.clone().into(),
+                    existing: existing.describe(),
+                }
+                .into());
+            }
+            crate::store::influx::clear(influx)?;
+        }
+        Ok(_) | Err(StoreError::Empty(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
     manifest.partitions = jobs(&plan)
         .into_iter()
         .map(|j| crate::store::Partition {

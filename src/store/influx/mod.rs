@@ -283,6 +283,46 @@ fn join_path(base: &str, path: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), path)
 }
 
+/// Deletes every trade, candle and manifest point of the target (for `load --replace`).
+pub fn clear(config: &InfluxConfig) -> Result<()> {
+    let client = blocking_client()?;
+    let measurements = [
+        line_protocol::TRADE,
+        line_protocol::CANDLE,
+        line_protocol::MANIFEST,
+    ];
+    match config.api {
+        Api::V1 => {
+            let q: Vec<String> = measurements
+                .iter()
+                .map(|m| format!("DROP MEASUREMENT {}", quote_ident(m)))
+                .collect();
+            influxql(&client, config, &q.join("; "), Some(&config.database))?;
+        }
+        Api::V2 => {
+            for m in measurements {
+                let mut url = config.endpoint("api/v2/delete");
+                url.query_pairs_mut()
+                    .append_pair("org", &config.org)
+                    .append_pair("bucket", &config.bucket);
+                let body = serde_json::json!({
+                    "start": "1677-09-21T00:12:43.145224194Z",
+                    "stop": "2262-04-11T23:47:16.854775806Z",
+                    "predicate": format!("_measurement=\"{m}\""),
+                });
+                let response = client
+                    .post(url)
+                    .headers(config.auth_headers())
+                    .json(&body)
+                    .send()
+                    .map_err(transport_error)?;
+                check(response, &config.missing_target())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What `ohlcv influx setup` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetupOutcome {
