@@ -164,18 +164,9 @@ fn load_influx(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let progress = Progress::default();
     let stats = std::sync::Arc::new(BatchStats::default());
-    let finished = AtomicBool::new(false);
-    let (wake, woken) = mpsc::channel::<()>();
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| report_progress(&progress, &finished, woken, Some(&stats)));
-        let result = cancellable(&progress, || {
-            ingest::influx::load(&options, &progress, &stats)
-        });
-        finished.store(true, Ordering::Relaxed);
-        let _ = wake.send(());
-        result
-    });
-    let summary = result?;
+    let summary = watched(&progress, Some(&stats), || {
+        ingest::influx::load(&options, &progress, &stats)
+    })?;
     let b = &summary.batches;
     tracing::info!(
         trades = summary.trades,
@@ -235,16 +226,9 @@ fn load(store: &ParquetStore, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         now: chrono::Utc::now(),
     };
     let progress = Progress::default();
-    let finished = AtomicBool::new(false);
-    let (wake, woken) = mpsc::channel::<()>();
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| report_progress(&progress, &finished, woken, None));
-        let result = cancellable(&progress, || ingest::load(store.dir(), &options, &progress));
-        finished.store(true, Ordering::Relaxed);
-        let _ = wake.send(());
-        result
-    });
-    let summary = result?;
+    let summary = watched(&progress, None, || {
+        ingest::load(store.dir(), &options, &progress)
+    })?;
     tracing::info!(
         trades = summary.trades,
         written = summary.written,
@@ -276,6 +260,23 @@ fn load(store: &ParquetStore, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         summary.bytes_on_disk as f64 / summary.trades.max(1) as f64
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a load with progress reporting and Ctrl-C/SIGTERM handling.
+fn watched<T: Send>(
+    progress: &Progress,
+    batches: Option<&BatchStats>,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    let finished = AtomicBool::new(false);
+    let (wake, woken) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(|| report_progress(progress, &finished, woken, batches));
+        let result = cancellable(progress, work);
+        finished.store(true, Ordering::Relaxed);
+        let _ = wake.send(());
+        result
+    })
 }
 
 /// A progress bar on a terminal, a JSON log line every 5 s otherwise.
