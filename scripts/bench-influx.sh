@@ -46,6 +46,15 @@ echo "== $n trades per run"
 for b in 1000 5000 10000 50000; do run "batch $b, 2 writers" --batch-lines $b --writers 2; done
 for w in 1 4; do run "batch 10000, $w writers" --batch-lines 10000 --writers $w; done
 run "batch 10000, 2 writers, gzip" --batch-lines 10000 --writers 2 --gzip
+echo "== the ideal client (pre-built bodies, replayed) against the loader: batch 10000, 2 writers, $n trades"
+fresh() {
+    curl -sf -XPOST "http://127.0.0.1:$port/query" --data-urlencode 'q=DROP DATABASE "trades"' >/dev/null
+    "$bin" influx setup >/dev/null
+}
+fresh
+cargo run --release -q --example replay -- "$INFLUXDB_URL" trades "$n" 10000 2
+fresh
+run "loader, batch 10000, 2 writers" --batch-lines 10000 --writers 2
 echo "== $big trades, then verify"
 c0=$(cpu)
 /usr/bin/time -f "loader wall %e s, peak RSS %M KiB" "$bin" --data-dir "$work/ck" load --trades "$big" --replace 2>&1 | grep -v '^{'

@@ -150,7 +150,7 @@ pub struct LoadArgs {
     /// Worker threads (0 = one per core). Does not change the trades.
     #[arg(long, env = "OHLCV_THREADS", default_value_t = 0)]
     pub threads: usize,
-    /// Replace a different load already in the data directory.
+    /// Replace a different load already in the data directory (or the InfluxDB target).
     #[arg(long, env = "OHLCV_REPLACE")]
     pub replace: bool,
     /// Keep data this long: <n>d, <n>w or <n>y (365 days).
