@@ -117,6 +117,17 @@ pub enum Command {
     /// InfluxDB administration.
     #[command(subcommand)]
     Influx(InfluxCommand),
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "OHLCV_BIND", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
 }
 
 #[derive(Debug, Subcommand)]

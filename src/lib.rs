@@ -1,3 +1,4 @@
+pub mod api;
 pub mod calendar;
 pub mod candles;
 pub mod config;

@@ -274,6 +274,15 @@ impl TradeColumns {
         self.buys.clear();
     }
 
+    /// Keeps the first `n` trades.
+    pub fn truncate(&mut self, n: usize) {
+        self.times.truncate(n);
+        self.trade_ids.truncate(n);
+        self.prices.truncate(n);
+        self.amounts.truncate(n);
+        self.buys.truncate(n);
+    }
+
     pub fn reserve(&mut self, n: usize) {
         self.times.reserve(n);
         self.trade_ids.reserve(n);

@@ -11,9 +11,10 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use ohlcv::api::{self, AppState};
 use ohlcv::config::{
-    CandlesArgs, Cli, Command, InfluxCommand, LoadArgs, RangeArgs, StoreKind, TradesArgs,
-    VerifyArgs,
+    CandlesArgs, Cli, Command, InfluxCommand, LoadArgs, RangeArgs, ServeArgs, StoreKind,
+    TradesArgs, VerifyArgs,
 };
 use ohlcv::ingest::influx::{BatchStats, InfluxLoadOptions, RetryPolicy, WriteOptions};
 use ohlcv::ingest::{self, LoadOptions, Progress};
@@ -78,8 +79,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Candles(args) => print_candles(store.as_ref(), &args),
         Command::Trades(args) => print_trades(store.as_ref(), &args),
         Command::Verify(args) => run_verify(store.as_ref(), &args),
+        Command::Serve(args) => serve(store, &args),
         Command::Load(_) | Command::Influx(_) => unreachable!("handled above"),
     }
+}
+
+fn serve(store: Box<dyn Store>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((args.bind, args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+        tracing::info!(address = %listener.local_addr()?, "serving");
+        let state = AppState::new(store.into());
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            tracing::info!("shutting down: finishing requests in flight");
+        };
+        api::serve(listener, state, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn influx_setup(config: &InfluxConfig) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,105 @@
+//! RFC 9457 problem details: every error the API returns.
+//!
+//! Clients get a stable `code`, the offending `param` and a human `detail`. A 500 carries only
+//! a request id; what went wrong goes to the log, never to the client (it may name paths or
+//! hosts).
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::query::QueryError;
+use crate::store::StoreError;
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    code: &'static str,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<&'static str>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        detail: &str,
+        param: Option<&'static str>,
+    ) -> Self {
+        Self {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            code,
+            detail: detail.to_string(),
+            param,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, detail: String, param: &'static str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, &detail, Some(param))
+    }
+
+    /// An unexpected failure: logged with an id, answered with the id only.
+    pub fn internal(error: &dyn std::fmt::Display) -> Self {
+        let id = request_id();
+        tracing::error!(request_id = %id, error = %error, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &format!("internal error; request id {id}"),
+            None,
+        )
+    }
+
+    pub fn from_store(e: &StoreError) -> Self {
+        match e {
+            StoreError::Empty(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_data",
+                "no load has been stored yet",
+                None,
+            ),
+            e => Self::internal(e),
+        }
+    }
+
+    pub fn from_query(e: &QueryError) -> Self {
+        match e {
+            QueryError::Store(s) => Self::from_store(s),
+            // Parameters were validated before the query ran; anything left is ours.
+            e => Self::internal(e),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("serialisable");
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// A unique id for correlating a 500 with its log line.
+pub(super) fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:016x}",
+        crate::generator::seeds::mix(nanos ^ n.rotate_left(32))
+    )
+}

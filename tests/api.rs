@@ -1,0 +1,259 @@
+//! The HTTP API over real HTTP, on 127.0.0.1:0, backed by a real load in the embedded store.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use ohlcv::api::{self, AppState};
+use ohlcv::store::parquet::ParquetStore;
+use proptest::prelude::*;
+use reqwest::blocking::Client;
+
+struct Server {
+    url: String,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start(dir: tempfile::TempDir) -> Server {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = AppState::new(Arc::new(ParquetStore::new(dir.path())));
+    let url = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(api::serve(listener, state, std::future::pending()));
+        url
+    });
+    Server {
+        url,
+        _dir: dir,
+        _runtime: runtime,
+    }
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        common::load(dir.path(), &common::options(common::small_config(60_000)));
+        start(dir)
+    })
+}
+
+fn get(path: &str) -> reqwest::blocking::Response {
+    Client::new()
+        .get(format!("{}{path}", server().url))
+        .send()
+        .unwrap()
+}
+
+fn problem(path: &str) -> (u16, serde_json::Value) {
+    let r = get(path);
+    let status = r.status().as_u16();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/problem+json",
+        "{path}"
+    );
+    (status, r.json().unwrap())
+}
+
+#[test]
+fn health_and_ready() {
+    let r = get("/health");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"].len(), 16);
+    assert_eq!(get("/ready").status(), 200);
+    let empty = start(tempfile::tempdir().unwrap());
+    let r = Client::new()
+        .get(format!("{}/ready", empty.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let r = Client::new()
+        .get(format!("{}/api/v1/symbols", empty.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+}
+
+#[test]
+fn symbols_list_counts_and_edges() {
+    let v: serde_json::Value = get("/api/v1/symbols").json().unwrap();
+    let list = v["symbols"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(
+        list.iter()
+            .map(|s| s["trades"].as_u64().unwrap())
+            .sum::<u64>(),
+        60_000
+    );
+    let aapl = list.iter().find(|s| s["symbol"] == "AAPL").unwrap();
+    let first = aapl["first_trade"].as_str().unwrap();
+    let trades: serde_json::Value =
+        get("/api/v1/trades?symbol=AAPL&start=2024-01-01&end=2025-01-01&limit=1")
+            .json()
+            .unwrap();
+    assert_eq!(trades["trades"][0]["time"], first);
+}
+
+#[test]
+fn candles_json_csv_and_paging() {
+    let base = "/api/v1/candles?symbol=AAPL&interval=1h&start=2024-03-01&end=2024-03-08";
+    let v: serde_json::Value = get(base).json().unwrap();
+    assert_eq!(v["symbol"], "AAPL");
+    assert_eq!(v["interval"], "1h");
+    assert_eq!(v["tz"], "America/New_York");
+    let all = v["candles"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 35, "5 sessions of 7 hourly buckets");
+    assert!(v["next_cursor"].is_null());
+
+    // Pages of 10 put together give the same candles.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{base}&limit=10&cursor={c}"),
+            None => format!("{base}&limit=10"),
+        };
+        let page: serde_json::Value = get(&path).json().unwrap();
+        paged.extend(page["candles"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+
+    let r = Client::new()
+        .get(format!("{}{base}", server().url))
+        .header("accept", "text/csv")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = r.text().unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("time,symbol,open,high,low,close,volume,trades,vwap")
+    );
+    assert_eq!(text.lines().count(), 36);
+}
+
+#[test]
+fn trades_page_with_cursors() {
+    let base = "/api/v1/trades?symbol=MSFT&start=2024-03-04&end=2024-03-05";
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{base}&limit=250&cursor={c}"),
+            None => format!("{base}&limit=250"),
+        };
+        let page: serde_json::Value = get(&path).json().unwrap();
+        for t in page["trades"].as_array().unwrap() {
+            seen.push(t["trade_id"].as_u64().unwrap());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert!(seen.len() > 250);
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gaps, no repeats"
+    );
+}
+
+#[test]
+fn invalid_parameters_get_problem_details() {
+    let cases = [
+        (
+            "/api/v1/candles?interval=1m&start=2024-03-01&end=2024-03-02",
+            "missing_parameter",
+            "symbol",
+        ),
+        (
+            "/api/v1/candles?symbol=aapl&interval=1m&start=2024-03-01&end=2024-03-02",
+            "invalid_symbol",
+            "symbol",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=0m&start=2024-03-01&end=2024-03-02",
+            "invalid_interval",
+            "interval",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1m&start=yesterday&end=2024-03-02",
+            "invalid_time",
+            "start",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1m&start=2024-03-02&end=2024-03-01",
+            "invalid_range",
+            "end",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1m&start=2024-03-01&end=2024-03-02&tz=Mars/Base",
+            "invalid_tz",
+            "tz",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1m&start=2024-03-01&end=2024-03-02&fill=zero",
+            "invalid_fill",
+            "fill",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1m&start=2024-03-01&end=2024-03-02&limit=0",
+            "invalid_limit",
+            "limit",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1m&start=2024-03-01&end=2024-03-02&limit=10001",
+            "invalid_limit",
+            "limit",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1s&start=2000-01-01&end=2024-03-02",
+            "range_too_large",
+            "end",
+        ),
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1m&start=2024-03-01&end=2024-03-02&cursor=12",
+            "invalid_cursor",
+            "cursor",
+        ),
+        (
+            "/api/v1/trades?symbol=AAPL&start=2024-03-01",
+            "missing_parameter",
+            "end",
+        ),
+    ];
+    for (path, code, param) in cases {
+        let (status, body) = problem(path);
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(body["code"], code, "{path}: {body}");
+        assert_eq!(body["param"], param, "{path}: {body}");
+        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever arrives in the query string, the answer is never a server error.
+    #[test]
+    fn random_query_strings_never_produce_a_5xx(
+        path in prop_oneof![Just("/api/v1/candles"), Just("/api/v1/trades"), Just("/api/v1/symbols")],
+        query in "[a-z=&%0-9A-Z:+._/-]{0,80}",
+        interval in prop_oneof![Just("1m"), Just("5s"), Just("1mo"), Just("x"), Just("")],
+    ) {
+        let url = format!("{}{path}?symbol=AAPL&start=2024-03-01&end=2024-03-05&interval={interval}&{query}", server().url);
+        let status = Client::new().get(url).send().unwrap().status();
+        prop_assert!(status.as_u16() < 500, "{status}");
+    }
+}
