@@ -16,9 +16,10 @@
 //! once complete, and a crash leaves at most an invisible temporary file, removed by the next
 //! load.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::builder::{Decimal64Builder, Decimal128Builder};
 use arrow_array::cast::AsArray;
@@ -323,11 +324,93 @@ impl PartitionWriter {
 #[derive(Debug, Clone)]
 pub struct ParquetStore {
     dir: PathBuf,
+    cache: Arc<Cache>,
+}
+
+/// Decoded 1-minute candles kept per (file, symbol), at most this many in all (~256 MiB): a
+/// served 1d-candles-for-a-year query then rolls up memory instead of decoding 12 files.
+const CACHE_MAX_CANDLES: usize = 4_000_000;
+
+/// What readers keep between calls. Published files never change while the manifest that
+/// lists them stays the same, so a new manifest (size or modification time) empties the cache.
+#[derive(Debug, Default)]
+struct Cache {
+    manifest: Mutex<Option<(std::time::SystemTime, u64, Arc<Manifest>)>>,
+    candles: Mutex<CandleCache>,
+}
+
+#[derive(Debug, Default)]
+struct CandleCache {
+    /// Candles held, over all entries.
+    len: usize,
+    by_file: HashMap<(String, Symbol), Arc<Vec<Candle>>>,
 }
 
 impl ParquetStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            cache: Arc::default(),
+        }
+    }
+
+    fn current_manifest(&self) -> Result<Arc<Manifest>> {
+        let path = self.dir.join(manifest::MANIFEST_FILE);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Empty(self.dir.clone()));
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let stamp = (meta.modified().map_err(io_err(&path))?, meta.len());
+        let mut cached = self.cache.manifest.lock().expect("no panics while held");
+        if let Some((modified, len, m)) = cached.as_ref()
+            && (*modified, *len) == stamp
+        {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(
+            Manifest::read(&self.dir)?.ok_or_else(|| StoreError::Empty(self.dir.clone()))?,
+        );
+        *cached = Some((stamp.0, stamp.1, m.clone()));
+        *self.cache.candles.lock().expect("no panics while held") = Default::default();
+        Ok(m)
+    }
+
+    /// All of `symbol`'s 1-minute candles in `file`, decoded once.
+    fn file_candles(&self, file: &str, symbol: &Symbol) -> Result<Arc<Vec<Candle>>> {
+        let key = (file.to_string(), symbol.clone());
+        if let Some(hit) = self
+            .cache
+            .candles
+            .lock()
+            .expect("no panics while held")
+            .by_file
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
+        let mut all = Vec::new();
+        self.scan(
+            file,
+            symbol,
+            i64::MIN,
+            i64::MAX,
+            false,
+            |batch, rows, scale| {
+                read_candles(batch, rows, scale, &mut all);
+                true
+            },
+        )?;
+        let all = Arc::new(all);
+        let mut cache = self.cache.candles.lock().expect("no panics while held");
+        if cache.len + all.len() > CACHE_MAX_CANDLES {
+            *cache = CandleCache::default();
+        }
+        cache.len += all.len();
+        cache.by_file.insert(key, all.clone());
+        Ok(all)
     }
 
     pub fn dir(&self) -> &Path {
@@ -415,11 +498,12 @@ impl ParquetStore {
     }
 
     fn partitions_for(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Partition>> {
-        let manifest = self.manifest()?;
+        let manifest = self.current_manifest()?;
         Ok(manifest
             .partitions
-            .into_iter()
+            .iter()
             .filter(|p| p.start < end && start < p.end && p.symbols.contains(symbol))
+            .cloned()
             .collect())
     }
 
@@ -598,17 +682,10 @@ impl Store for ParquetStore {
     fn minute_candles(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Candle>> {
         let mut out = Vec::new();
         for p in self.partitions_for(symbol, start, end)? {
-            self.scan(
-                &p.candles_file,
-                symbol,
-                start,
-                end,
-                false,
-                |batch, rows, scale| {
-                    read_candles(batch, rows, scale, &mut out);
-                    true
-                },
-            )?;
+            let all = self.file_candles(&p.candles_file, symbol)?;
+            let from = all.partition_point(|c| c.time < start);
+            let to = all.partition_point(|c| c.time < end);
+            out.extend_from_slice(&all[from..to]);
         }
         Ok(out)
     }
@@ -678,7 +755,7 @@ impl Store for ParquetStore {
     }
 
     fn manifest(&self) -> Result<Manifest> {
-        Manifest::read(&self.dir)?.ok_or_else(|| StoreError::Empty(self.dir.clone()))
+        Ok(self.current_manifest()?.as_ref().clone())
     }
 }
 
