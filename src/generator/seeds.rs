@@ -13,11 +13,15 @@ pub fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// FNV-1a over the symbol's bytes: stable across platforms and releases, unlike `std::hash`.
-pub fn symbol_hash(symbol: &Symbol) -> u64 {
-    symbol.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+/// FNV-1a: stable across platforms and releases, unlike `std::hash`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+pub fn symbol_hash(symbol: &Symbol) -> u64 {
+    fnv1a(symbol.as_str().as_bytes())
 }
 
 /// Distinguishes the independent streams drawn for one symbol.

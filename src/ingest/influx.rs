@@ -30,10 +30,10 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::{IngestError, Progress, Result, jobs};
+use super::{IngestError, Progress, Result, jobs, retention_cutoff, worker_threads};
 use crate::candles;
 use crate::generator::{GENERATOR_VERSION, GeneratorConfig, MarketPlan};
-use crate::model::{NANOS_PER_DAY, Nanos, TradeColumns};
+use crate::model::TradeColumns;
 use crate::store::influx::InfluxStore;
 use crate::store::influx::line_protocol::{self, SeriesKeys};
 use crate::store::influx::{
@@ -235,9 +235,7 @@ struct CheckpointFile {
 fn checkpoint_path(dir: &Path, target: &str, load: &GeneratorConfig, shard: Shard) -> PathBuf {
     let key =
         serde_json::to_string(&(target, GENERATOR_VERSION, load, shard)).expect("serialisable");
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = crate::generator::seeds::fnv1a(key.as_bytes());
     dir.join(format!("influx-checkpoint-{hash:016x}.json"))
 }
 
@@ -629,8 +627,7 @@ pub fn load(
 
     // Chunks are numbered symbol-major; the shard and the checkpoint pick which to write.
     let sessions = plan.sessions().len();
-    let cutoff: Nanos = options.now.timestamp_nanos_opt().unwrap_or(i64::MAX)
-        - options.retention_days as i64 * NANOS_PER_DAY;
+    let cutoff = retention_cutoff(options.now, options.retention_days);
     let mut todo: Vec<(u32, usize, usize)> = Vec::new();
     let mut total = 0;
     let mut skipped = 0;
@@ -726,11 +723,7 @@ pub fn load(
     let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
     let (acks, mut ack_receiver) =
         tokio::sync::mpsc::unbounded_channel::<std::result::Result<Batch, InfluxError>>();
-    let threads = if options.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        options.threads
-    };
+    let threads = worker_threads(options.threads);
     let keys: Vec<SeriesKeys> = plan
         .symbols()
         .iter()

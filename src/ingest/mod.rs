@@ -171,6 +171,20 @@ fn write_job(
     Ok(writer.finish()?)
 }
 
+/// Data ending at or before this instant is beyond the retention.
+pub(crate) fn retention_cutoff(now: DateTime<Utc>, retention_days: u32) -> Nanos {
+    now.timestamp_nanos_opt().unwrap_or(i64::MAX) - retention_days as i64 * NANOS_PER_DAY
+}
+
+/// `0` means one per core.
+pub(crate) fn worker_threads(requested: usize) -> usize {
+    if requested == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        requested
+    }
+}
+
 /// Runs a load into the Parquet store at `dir`. Idempotent: the same load again writes nothing
 /// new; an interrupted one continues where it stopped.
 pub fn load(dir: &Path, options: &LoadOptions, progress: &Progress) -> Result<LoadSummary> {
@@ -195,8 +209,7 @@ pub fn load(dir: &Path, options: &LoadOptions, progress: &Progress) -> Result<Lo
     }
     store.remove_temporary_files()?;
 
-    let cutoff: Nanos = options.now.timestamp_nanos_opt().unwrap_or(i64::MAX)
-        - options.retention_days as i64 * NANOS_PER_DAY;
+    let cutoff = retention_cutoff(options.now, options.retention_days);
     let mut expired = 0;
     let mut skipped = 0;
     let mut todo = Vec::new();
@@ -217,11 +230,7 @@ pub fn load(dir: &Path, options: &LoadOptions, progress: &Progress) -> Result<Lo
         + todo.iter().map(|j| j.partition.trades).sum::<u64>();
     let to_write: u64 = todo.iter().map(|j| j.partition.trades).sum();
     progress.total.store(to_write, Ordering::Relaxed);
-    let threads = if options.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        options.threads
-    };
+    let threads = worker_threads(options.threads);
 
     // The manifest is rewritten after every published partition, so it always lists exactly
     // what readers may see, whenever the load stops.

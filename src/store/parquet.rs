@@ -691,7 +691,7 @@ impl Store for ParquetStore {
     }
 
     fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {
-        let manifest = self.manifest()?;
+        let manifest = self.current_manifest()?;
         let mut earlier: Vec<&Partition> = manifest
             .partitions
             .iter()
@@ -699,25 +699,10 @@ impl Store for ParquetStore {
             .collect();
         earlier.sort_by_key(|p| p.start);
         for p in earlier.into_iter().rev() {
-            let mut last = None;
-            self.scan(
-                &p.candles_file,
-                symbol,
-                p.start,
-                before,
-                false,
-                |batch, rows, _| {
-                    last = Some(
-                        batch
-                            .column(5)
-                            .as_primitive::<Decimal64Type>()
-                            .value(rows.end - 1),
-                    );
-                    true
-                },
-            )?;
-            if last.is_some() {
-                return Ok(last);
+            let all = self.file_candles(&p.candles_file, symbol)?;
+            let upto = all.partition_point(|c| c.time < before);
+            if upto > 0 {
+                return Ok(Some(all[upto - 1].close));
             }
         }
         Ok(None)
