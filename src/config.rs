@@ -11,7 +11,7 @@ use crate::format::Format;
 use crate::generator::GeneratorConfig;
 use crate::ingest::influx::Shard;
 use crate::model::Symbol;
-use crate::store::influx::{Api, InfluxConfig, InfluxError, Secret};
+use crate::store::influx::{Api, InfluxConfig, InfluxError, QueryLanguage, Secret};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +69,10 @@ pub struct StoreArgs {
     pub influxdb_username: Option<String>,
     #[arg(long, global = true, env = "INFLUXDB_PASSWORD", hide_env_values = true)]
     pub influxdb_password: Option<String>,
+    /// How reads query InfluxDB: InfluxQL over /query (1.x, 2.x, 3.x) or Flux over
+    /// /api/v2/query (2.x, 1.8+).
+    #[arg(long, global = true, env = "INFLUXDB_QUERY_LANGUAGE", value_enum, default_value_t = QueryLanguage::Influxql)]
+    pub influxdb_query_language: QueryLanguage,
 }
 
 impl StoreArgs {
@@ -100,6 +104,7 @@ impl StoreArgs {
             username: self.influxdb_username.clone(),
             password: self.influxdb_password.as_deref().map(Secret::new),
             retention_days: self.influxdb_retention,
+            query_language: self.influxdb_query_language,
         })
     }
 }

@@ -7,6 +7,8 @@
 //! Tests against a real InfluxDB 2.x run when INFLUXDB_URL and INFLUXDB_TOKEN are set.
 
 mod common;
+#[path = "support/flux.rs"]
+mod flux;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -20,12 +22,19 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use ohlcv::candles::Fill;
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::influx::{
     self, BatchStats, InfluxLoadOptions, RetryPolicy, Shard, WriteOptions,
 };
 use ohlcv::ingest::{IngestError, Progress};
-use ohlcv::store::influx::{Api, InfluxConfig, Secret, SetupOutcome, setup};
+use ohlcv::query::{self, CandleQuery};
+use ohlcv::store::Store;
+use ohlcv::store::influx::{
+    Api, InfluxConfig, InfluxStore, QueryLanguage, Secret, SetupOutcome, setup,
+};
+use ohlcv::store::parquet::ParquetStore;
+use ohlcv::verify;
 
 const TOKEN: &str = "test-token-do-not-leak";
 
@@ -42,8 +51,8 @@ enum Fault {
 #[derive(Default)]
 struct Server {
     buckets: Mutex<HashMap<String, u64>>,
-    /// (series key, timestamp) → fields: what a real server keeps, duplicates overwriting.
-    points: Mutex<HashMap<(String, i64), String>>,
+    /// (series key, timestamp) → point: what a real server keeps, duplicates overwriting.
+    points: Mutex<HashMap<(String, i64), flux::Point>>,
     faults: Mutex<VecDeque<Fault>>,
     max_body: Mutex<Option<usize>>,
     writes: AtomicU64,
@@ -51,8 +60,6 @@ struct Server {
     health_checks: AtomicU64,
     /// Connections to drop before answering, through the proxy.
     drop_connections: AtomicU64,
-    /// The `json` field of the last `ohlcv_load` point.
-    manifest: Mutex<Option<String>>,
 }
 
 fn problem(code: StatusCode, kind: &str, message: &str) -> Response {
@@ -163,21 +170,35 @@ async fn write(
     };
     let mut parsed = Vec::new();
     for line in influxdb_line_protocol::parse_lines(&text) {
-        if let Ok(l) = &line
-            && l.series.measurement.as_str() == "ohlcv_load"
-            && let Some((_, influxdb_line_protocol::FieldValue::String(json))) = l.field_set.first()
-        {
-            *s.manifest.lock().unwrap() = Some(json.to_string());
-        }
+        use influxdb_line_protocol::FieldValue;
         match line {
             Ok(l) => parsed.push((
                 l.series.to_string(),
-                l.timestamp.expect("timestamps are always sent"),
-                l.field_set
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
+                flux::Point {
+                    measurement: l.series.measurement.to_string(),
+                    tags: l
+                        .series
+                        .tag_set
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    time: l.timestamp.expect("timestamps are always sent"),
+                    fields: l
+                        .field_set
+                        .iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                FieldValue::I64(i) => flux::Value::Int(*i),
+                                FieldValue::U64(u) => flux::Value::UInt(*u),
+                                FieldValue::F64(f) => flux::Value::Float(*f),
+                                FieldValue::String(s) => flux::Value::Str(s.to_string()),
+                                FieldValue::Boolean(b) => flux::Value::Bool(*b),
+                            };
+                            (k.to_string(), v)
+                        })
+                        .collect(),
+                },
             )),
             Err(e) => {
                 return problem(
@@ -189,17 +210,20 @@ async fn write(
         }
     }
     let mut points = s.points.lock().unwrap();
-    for (series, time, fields) in parsed {
-        points.insert((series, time), fields);
+    for (series, point) in parsed {
+        points.insert((series, point.time), point);
     }
     s.writes.fetch_add(1, Ordering::Relaxed);
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// The v1 compatibility `/query`, for the one statement the loader sends before writing:
-/// reading the manifest point. Anything else is refused, as a real server refuses what it
-/// cannot parse.
-async fn query(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
+/// `/api/v2/query` with a Flux query in a JSON body, answered in annotated CSV.
+async fn query(
+    State(s): State<Arc<Server>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !authorized(&headers) {
         return problem(
             StatusCode::UNAUTHORIZED,
@@ -207,29 +231,50 @@ async fn query(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) ->
             "unauthorized access",
         );
     }
-    let form: HashMap<String, String> = serde_urlencoded_like(&body);
-    if form.get("q").map(String::as_str) != Some(r#"SELECT last("json") FROM "ohlcv_load""#) {
-        return (
-            StatusCode::BAD_REQUEST,
-            r#"{"error":"unsupported by this test server"}"#,
-        )
-            .into_response();
+    if q.get("org").map(String::as_str) != Some("ohlcv-poc") {
+        return problem(StatusCode::NOT_FOUND, "not found", "organization not found");
     }
-    let series = match s.manifest.lock().unwrap().as_ref() {
-        Some(json) => {
-            serde_json::json!([{"name": "ohlcv_load", "columns": ["time", "last"], "values": [[0, json]]}])
-        }
-        None => serde_json::json!([]),
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid",
+            "expected application/json",
+        );
+    }
+    let request: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
     };
-    (
-        StatusCode::OK,
-        serde_json::json!({"results": [{"statement_id": 0, "series": series}]}).to_string(),
-    )
-        .into_response()
-}
-
-fn serde_urlencoded_like(body: &[u8]) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
+    if request["type"] != "flux"
+        || request["dialect"]["annotations"] != serde_json::json!(["datatype"])
+    {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "this test server answers type flux with the datatype annotation",
+        );
+    }
+    let Some(text) = request["query"].as_str() else {
+        return problem(StatusCode::BAD_REQUEST, "invalid", "no query");
+    };
+    let points: Vec<flux::Point> = s.points.lock().unwrap().values().cloned().collect();
+    let buckets = s.buckets.lock().unwrap().clone();
+    match flux::evaluate(text, &|b| buckets.contains_key(b), &points) {
+        Ok(csv) => (
+            StatusCode::OK,
+            [("content-type", "text/csv; charset=utf-8")],
+            csv,
+        )
+            .into_response(),
+        Err(e) if e.starts_with("could not find bucket") => {
+            problem(StatusCode::NOT_FOUND, "not found", &e)
+        }
+        Err(e) => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &format!("compilation failed: {e}"),
+        ),
+    }
 }
 
 /// `/api/v2/delete` with a `_measurement="..."` predicate.
@@ -250,10 +295,7 @@ async fn delete(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -
     s.points
         .lock()
         .unwrap()
-        .retain(|(series, _), _| series.split(',').next() != Some(measurement));
-    if measurement == "ohlcv_load" {
-        *s.manifest.lock().unwrap() = None;
-    }
+        .retain(|_, point| point.measurement != measurement);
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -341,7 +383,7 @@ fn start() -> Harness {
     let app = Router::new()
         .route("/api/v2/write", post(write))
         .route("/health", get(health))
-        .route("/query", post(query))
+        .route("/api/v2/query", post(query))
         .route("/api/v2/delete", post(delete))
         .route("/api/v2/orgs", get(orgs))
         .route("/api/v2/buckets", get(list_buckets).post(create_bucket))
@@ -404,6 +446,7 @@ fn influx_config(url: &str, token: &str, bucket: &str) -> InfluxConfig {
         username: None,
         password: None,
         retention_days: 3650,
+        query_language: QueryLanguage::Flux,
     }
 }
 
@@ -722,6 +765,98 @@ fn a_different_load_is_refused_unless_replaced() {
     );
 }
 
+/// Flux reads give exactly what the embedded store gives for the same seed: trades, candles
+/// at several intervals and zones, previous closes, verify's counts.
+#[test]
+fn flux_reads_equal_the_embedded_store() {
+    let h = start();
+    ready(&h);
+    let dir = tempfile::tempdir().unwrap();
+    let load = common::small_config(12_000);
+    run(&options(
+        influx_config(&h.url, TOKEN, "trades"),
+        load.clone(),
+        dir.path(),
+    ))
+    .0
+    .unwrap();
+    let store = InfluxStore::new(influx_config(&h.url, TOKEN, "trades")).unwrap();
+    let report = verify::verify(&store, 100, 1).unwrap();
+    assert!(report.ok(), "{:?}", report.listed);
+    assert_eq!(report.trades_counted, 12_000);
+
+    let data = tempfile::tempdir().unwrap();
+    common::load(data.path(), &common::options(load.clone()));
+    let parquet = ParquetStore::new(data.path());
+    assert_eq!(
+        store.manifest().unwrap().load,
+        parquet.manifest().unwrap().load
+    );
+    for symbol in &load.symbols {
+        assert_eq!(
+            store
+                .trades(symbol, i64::MIN / 2, i64::MAX / 2, None)
+                .unwrap(),
+            parquet.trades(symbol, i64::MIN, i64::MAX, None).unwrap(),
+            "{symbol}"
+        );
+        let first = parquet.trades(symbol, 0, i64::MAX, Some(5)).unwrap();
+        assert_eq!(
+            store.trades(symbol, 0, i64::MAX / 2, Some(5)).unwrap(),
+            first
+        );
+        for (interval, tz) in [
+            ("1m", chrono_tz::America::New_York),
+            ("1h", chrono_tz::Asia::Kathmandu),
+            ("1d", chrono_tz::America::New_York),
+            ("13s", chrono_tz::UTC),
+        ] {
+            let q = CandleQuery {
+                symbol: symbol.clone(),
+                interval: interval.parse().unwrap(),
+                start: query::parse_time("2024-03-01", tz).unwrap(),
+                end: query::parse_time("2024-03-20", tz).unwrap(),
+                tz,
+                fill: Fill::Previous,
+            };
+            assert_eq!(
+                query::candles(&store, &q).unwrap(),
+                query::candles(&parquet, &q).unwrap(),
+                "{symbol} {interval}"
+            );
+        }
+    }
+    let missing = InfluxStore::new(influx_config(&h.url, TOKEN, "nowhere")).unwrap();
+    let err = missing.manifest().unwrap_err().to_string();
+    assert!(err.contains("nowhere"), "{err}");
+}
+
+/// Every shard leaves a mark; the load reads as complete once all shards have.
+#[test]
+fn a_sharded_load_is_complete_when_every_shard_is() {
+    let h = start();
+    ready(&h);
+    let dir = tempfile::tempdir().unwrap();
+    let load = common::small_config(6_000);
+    let store = InfluxStore::new(influx_config(&h.url, TOKEN, "trades")).unwrap();
+    for index in 0..2 {
+        assert!(!store.manifest().is_ok_and(|m| m.complete));
+        let o = InfluxLoadOptions {
+            shard: Shard { index, count: 2 },
+            ..options(
+                influx_config(&h.url, TOKEN, "trades"),
+                load.clone(),
+                dir.path(),
+            )
+        };
+        run(&o).0.unwrap();
+    }
+    assert!(store.manifest().unwrap().complete);
+    let report = verify::verify(&store, 100, 2).unwrap();
+    assert!(report.ok(), "{:?}", report.listed);
+    assert_eq!(report.trades_counted, 6_000);
+}
+
 /// Against a real InfluxDB 2.x, when one is configured.
 #[test]
 fn real_influxdb_2x_when_configured() {
@@ -751,7 +886,14 @@ fn real_influxdb_2x_when_configured() {
     )
     .unwrap();
     assert_eq!(summary.written, 20_000);
-    let store = ohlcv::store::influx::InfluxStore::new(c).unwrap();
-    let report = ohlcv::verify::verify(&store, 100, 1).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
+    // Both languages: Flux natively, InfluxQL through the v1 compatibility API.
+    for query_language in [QueryLanguage::Flux, QueryLanguage::Influxql] {
+        let store = InfluxStore::new(InfluxConfig {
+            query_language,
+            ..c.clone()
+        })
+        .unwrap();
+        let report = verify::verify(&store, 100, 1).unwrap();
+        assert!(report.ok(), "{query_language:?}: {:?}", report.listed);
+    }
 }

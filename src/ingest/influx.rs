@@ -699,10 +699,8 @@ pub fn load(
         stats: stats.clone(),
         breaker: breaker.clone(),
     };
-    // The manifest goes through the same retrying writer as the trades.
-    let write_manifest = |m: &Manifest| -> Result<()> {
-        let json = serde_json::to_string(m).expect("serialisable");
-        let raw = line_protocol::manifest_line(&json, manifest_time);
+    // The manifest and shard marks go through the same retrying writer as the trades.
+    let write_point = |raw: Vec<u8>| -> Result<()> {
         let raw_len = raw.len();
         let body = if options.write.gzip { gzip(&raw) } else { raw };
         let batch = Batch {
@@ -714,6 +712,10 @@ pub fn load(
         };
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
         Ok(runtime.block_on(new_writer().write(&batch, &mut rng))?)
+    };
+    let write_manifest = |m: &Manifest| {
+        let json = serde_json::to_string(m).expect("serialisable");
+        write_point(line_protocol::manifest_line(&json, manifest_time))
     };
     write_manifest(&manifest)?;
 
@@ -820,6 +822,9 @@ pub fn load(
     if options.shard == Shard::ALL {
         manifest.complete = true;
         write_manifest(&manifest)?;
+    } else {
+        let Shard { index, count } = options.shard;
+        write_point(line_protocol::shard_line(index, count, manifest_time))?;
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(InfluxLoadSummary {

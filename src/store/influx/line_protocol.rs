@@ -17,6 +17,9 @@ use crate::model::{Symbol, TradeColumns};
 pub const TRADE: &str = "trade";
 pub const CANDLE: &str = "candle_1m";
 pub const MANIFEST: &str = "ohlcv_load";
+/// One point per finished shard of a sharded load: the load is complete once every shard of
+/// some count has one.
+pub const SHARD: &str = "ohlcv_shard";
 
 /// The escaped series keys of one symbol, with the separating space.
 #[derive(Debug, Clone)]
@@ -116,6 +119,19 @@ pub fn manifest_line(json: &str, time: i64) -> Vec<u8> {
     LineProtocolBuilder::new()
         .measurement(MANIFEST)
         .field("json", json)
+        .timestamp(time)
+        .close_line()
+        .build()
+}
+
+/// The mark a shard leaves when all its chunks are acknowledged. Tagged by shard, so the marks
+/// of a load's shards are distinct points.
+pub fn shard_line(index: u32, count: u32, time: i64) -> Vec<u8> {
+    LineProtocolBuilder::new()
+        .measurement(SHARD)
+        .tag("shard", &format!("{index}/{count}"))
+        .field("index", index as i64)
+        .field("count", count as i64)
         .timestamp(time)
         .close_line()
         .build()

@@ -1,10 +1,11 @@
-//! InfluxDB as a store: setup, the write endpoint's semantics, and the [`Store`] read side
-//! over InfluxQL (`/query`, served by InfluxDB 1.x, by 2.x through its v1 compatibility API and
-//! by 3.x).
+//! InfluxDB as a store: setup, the write endpoint's semantics, and the [`Store`] read side,
+//! in InfluxQL (`/query`, served by InfluxDB 1.x, by 2.x through its v1 compatibility API and
+//! by 3.x) or in Flux (`/api/v2/query`, served by 2.x and 1.8+).
 //!
 //! Credentials are [`Secret`]s: they go into an `Authorization` header and nowhere else, never
 //! into a URL, a log line, an error or any output.
 
+mod flux;
 pub mod line_protocol;
 mod query;
 
@@ -53,6 +54,16 @@ pub enum Api {
     V1,
 }
 
+/// Which query language reads go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryLanguage {
+    /// InfluxQL through `/query`: InfluxDB 1.x, 2.x (v1 compatibility) and 3.x.
+    Influxql,
+    /// Flux through `/api/v2/query`: InfluxDB 2.x and 1.8+.
+    Flux,
+}
+
 #[derive(Debug, Clone)]
 pub struct InfluxConfig {
     pub url: reqwest::Url,
@@ -65,6 +76,7 @@ pub struct InfluxConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub retention_days: u32,
+    pub query_language: QueryLanguage,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +302,7 @@ pub fn clear(config: &InfluxConfig) -> Result<()> {
         line_protocol::TRADE,
         line_protocol::CANDLE,
         line_protocol::MANIFEST,
+        line_protocol::SHARD,
     ];
     match config.api {
         Api::V1 => {
@@ -562,6 +575,7 @@ mod tests {
             username: None,
             password: None,
             retention_days: 3650,
+            query_language: QueryLanguage::Influxql,
         }
     }
 

@@ -1,14 +1,18 @@
-//! The [`Store`] read side over InfluxQL.
+//! The [`Store`] read side, in InfluxQL or in Flux ([`super::flux`]).
 
 use serde_json::Value;
 
-use super::line_protocol::{CANDLE, MANIFEST, TRADE};
-use super::{InfluxConfig, InfluxError, blocking_client, influxql, influxql_each, quote_ident};
+use super::flux::Flux;
+use super::line_protocol::{CANDLE, MANIFEST, SHARD, TRADE};
+use super::{
+    InfluxConfig, InfluxError, QueryLanguage, blocking_client, influxql, influxql_each, quote_ident,
+};
 use crate::candles::Candle;
 use crate::model::{Nanos, Symbol, TradeColumns};
 use crate::store::{Manifest, Result, Store, StoreError};
 
-/// Trades and 1-minute candles in InfluxDB, read with InfluxQL through `/query`.
+/// Trades and 1-minute candles in InfluxDB, read with InfluxQL through `/query` or with Flux
+/// through `/api/v2/query`, as the config's query language says.
 pub struct InfluxStore {
     config: InfluxConfig,
     client: reqwest::blocking::Client,
@@ -45,6 +49,39 @@ impl InfluxStore {
         }
     }
 
+    fn flux(&self) -> Option<Flux<'_>> {
+        (self.config.query_language == QueryLanguage::Flux).then(|| Flux {
+            config: &self.config,
+            client: &self.client,
+            bucket: self.db(),
+        })
+    }
+
+    fn manifest_json(&self) -> Result<Option<String>> {
+        if let Some(flux) = self.flux() {
+            return Ok(flux.manifest_json()?);
+        }
+        let q = format!("SELECT last(\"json\") FROM {}", quote_ident(MANIFEST));
+        let rows = influxql(&self.client, &self.config, &q, Some(self.db()))?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get(1))
+            .and_then(|v| v.as_str())
+            .map(str::to_string))
+    }
+
+    /// (index, count) of every finished shard of a sharded load.
+    fn shards_done(&self) -> Result<Vec<(u32, u32)>> {
+        if let Some(flux) = self.flux() {
+            return Ok(flux.shards_done()?);
+        }
+        let q = format!("SELECT \"index\", \"count\" FROM {}", quote_ident(SHARD));
+        influxql(&self.client, &self.config, &q, Some(self.db()))?
+            .iter()
+            .map(|r| Ok((int(&r[1])? as u32, int(&r[2])? as u32)))
+            .collect()
+    }
+
     fn range_filter(symbol: &Symbol, start: Nanos, end: Nanos) -> String {
         format!(
             "\"symbol\" = {} AND time >= {start} AND time < {end}",
@@ -61,6 +98,9 @@ impl Store for InfluxStore {
         end: Nanos,
         limit: Option<usize>,
     ) -> Result<TradeColumns> {
+        if let Some(flux) = self.flux() {
+            return Ok(flux.trades(symbol, start, end, limit)?);
+        }
         let mut q = format!(
             "SELECT \"price\", \"amount\", \"trade_id\", \"side\" FROM {} WHERE {}",
             quote_ident(TRADE),
@@ -103,6 +143,9 @@ impl Store for InfluxStore {
     }
 
     fn minute_candles(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Candle>> {
+        if let Some(flux) = self.flux() {
+            return Ok(flux.minute_candles(symbol, start, end)?);
+        }
         let q = format!(
             "SELECT \"open\", \"high\", \"low\", \"close\", \"volume\", \"trades\", \"notional\" FROM {} WHERE {}",
             quote_ident(CANDLE),
@@ -126,6 +169,9 @@ impl Store for InfluxStore {
     }
 
     fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {
+        if let Some(flux) = self.flux() {
+            return Ok(flux.previous_close(symbol, before)?);
+        }
         let q = format!(
             "SELECT \"close\" FROM {} WHERE \"symbol\" = {} AND time < {before} ORDER BY time DESC LIMIT 1",
             quote_ident(CANDLE),
@@ -136,6 +182,9 @@ impl Store for InfluxStore {
     }
 
     fn count_trades(&self, symbol: &Symbol, ranges: &[(Nanos, Nanos)]) -> Result<Vec<u64>> {
+        if let Some(flux) = self.flux() {
+            return Ok(flux.count_trades(symbol, ranges)?);
+        }
         let mut counts = vec![0u64; ranges.len()];
         // Many statements per request: one round trip per 200 ranges.
         for (batch_index, batch) in ranges.chunks(200).enumerate() {
@@ -174,16 +223,44 @@ impl Store for InfluxStore {
     }
 
     fn manifest(&self) -> Result<Manifest> {
-        let q = format!("SELECT last(\"json\") FROM {}", quote_ident(MANIFEST));
-        let rows = influxql(&self.client, &self.config, &q, Some(self.db()))?;
-        let json = rows
-            .first()
-            .and_then(|r| r.get(1))
-            .and_then(|v| v.as_str())
+        let json = self
+            .manifest_json()?
             .ok_or_else(|| StoreError::Empty(self.config.target().into()))?;
-        serde_json::from_str(json).map_err(|source| StoreError::Manifest {
-            path: self.config.target().into(),
-            source,
-        })
+        let mut manifest: Manifest =
+            serde_json::from_str(&json).map_err(|source| StoreError::Manifest {
+                path: self.config.target().into(),
+                source,
+            })?;
+        if !manifest.complete {
+            manifest.complete = every_shard_done(&self.shards_done()?);
+        }
+        Ok(manifest)
+    }
+}
+
+/// True when, for some shard count N, every shard 0..N has finished.
+fn every_shard_done(done: &[(u32, u32)]) -> bool {
+    let mut by_count: std::collections::HashMap<u32, std::collections::HashSet<u32>> =
+        Default::default();
+    for &(index, count) in done {
+        if index < count {
+            by_count.entry(count).or_default().insert(index);
+        }
+    }
+    by_count
+        .iter()
+        .any(|(&count, indexes)| indexes.len() == count as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_sharded_load_is_complete_when_all_shards_of_one_count_are() {
+        use super::every_shard_done as done;
+        assert!(!done(&[]));
+        assert!(!done(&[(0, 2)]));
+        assert!(done(&[(1, 2), (0, 2)]));
+        assert!(!done(&[(0, 2), (1, 3), (2, 3)]));
+        assert!(done(&[(0, 2), (1, 3), (2, 3), (0, 3)]));
     }
 }

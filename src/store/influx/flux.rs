@@ -1,0 +1,356 @@
+//! The [`Store`](crate::store::Store) read side in Flux, through `/api/v2/query` (InfluxDB 2.x
+//! and 1.8+), answered in annotated CSV.
+//!
+//! Each query filters one measurement and one symbol inside a `range()`, and pivots fields
+//! into columns so a row is a trade or a candle. Annotated CSV is read as a stream: an
+//! annotation row (`#datatype,...`) announces a new table whose next row is its header, and a
+//! table whose header has an `error` column is an error the server met while streaming
+//! (<https://docs.influxdata.com/influxdb/v2/reference/syntax/annotated-csv/>).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::line_protocol::{CANDLE, MANIFEST, SHARD, TRADE};
+use super::{InfluxConfig, InfluxError, Result, check, transport_error};
+use crate::candles::Candle;
+use crate::model::{Nanos, Symbol, TradeColumns};
+
+/// Ranges counted per request by [`Flux::count_trades`]: one `yield` each.
+const COUNTS_PER_QUERY: usize = 100;
+
+/// A Flux string literal. `${` would start an interpolation, so `$` is escaped too.
+fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// A Flux time literal (RFC 3339 with nanoseconds).
+fn time(t: Nanos) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(t).to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Flux's time range ends at 2262-04-11; a stop past every stored point.
+const END_OF_TIME: &str = "2262-01-01T00:00:00Z";
+
+fn parse_time(s: &str) -> Result<Nanos> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| InfluxError::Protocol(format!("expected an RFC 3339 time, got {s:?}")))
+}
+
+fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| InfluxError::Protocol(format!("expected {what}, got {s:?}")))
+}
+
+fn cents(s: &str) -> Result<i64> {
+    Ok((parse::<f64>(s, "a price")? * 100.0).round() as i64)
+}
+
+/// One row of a result table, by column name.
+pub(crate) struct Row<'a> {
+    columns: &'a HashMap<String, usize>,
+    record: &'a csv::StringRecord,
+}
+
+impl Row<'_> {
+    fn get(&self, column: &str) -> Result<&str> {
+        self.columns
+            .get(column)
+            .and_then(|&i| self.record.get(i))
+            .ok_or_else(|| InfluxError::Protocol(format!("no column {column:?} in a Flux result")))
+    }
+}
+
+/// Reads annotated CSV, calling `each(result name, row)` for every record of every table.
+fn read_tables(
+    input: impl std::io::Read,
+    each: &mut impl FnMut(&str, Row) -> Result<()>,
+) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input);
+    let mut columns: HashMap<String, usize> = HashMap::new();
+    let mut expect_header = true;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                return Err(InfluxError::Protocol(format!(
+                    "bad CSV from /api/v2/query: {e}"
+                )));
+            }
+        }
+        if record.get(0).is_some_and(|f| f.starts_with('#')) {
+            expect_header = true;
+            continue;
+        }
+        if expect_header {
+            columns = record
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.to_string(), i))
+                .collect();
+            expect_header = false;
+            continue;
+        }
+        if let Some(&i) = columns.get("error") {
+            return Err(InfluxError::Server {
+                status: 200,
+                message: record
+                    .get(i)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(600)
+                    .collect(),
+            });
+        }
+        let row = Row {
+            columns: &columns,
+            record: &record,
+        };
+        let result = row.get("result").unwrap_or_default().to_string();
+        each(&result, row)?;
+    }
+    Ok(())
+}
+
+/// Flux queries against one bucket.
+pub(crate) struct Flux<'a> {
+    pub config: &'a InfluxConfig,
+    pub client: &'a reqwest::blocking::Client,
+    pub bucket: &'a str,
+}
+
+impl Flux<'_> {
+    /// Runs `query` and calls `each(result name, row)` for every record of every table.
+    pub(crate) fn each(
+        &self,
+        query: &str,
+        mut each: impl FnMut(&str, Row) -> Result<()>,
+    ) -> Result<()> {
+        let mut url = self.config.endpoint("api/v2/query");
+        url.query_pairs_mut().append_pair("org", &self.config.org);
+        let body = serde_json::json!({
+            "query": query,
+            "type": "flux",
+            "dialect": {
+                "header": true,
+                "delimiter": ",",
+                "annotations": ["datatype"],
+                "dateTimeFormat": "RFC3339Nano",
+            },
+        });
+        let response = self
+            .client
+            .post(url)
+            .headers(self.config.auth_headers())
+            .header(reqwest::header::ACCEPT, "application/csv")
+            .json(&body)
+            .send()
+            .map_err(transport_error)?;
+        let response = check(response, &self.config.missing_target())?;
+        read_tables(std::io::BufReader::new(response), &mut each)
+    }
+
+    /// The points of one measurement and symbol in `[start, stop)`, `and`-ed with `predicate`.
+    fn select(
+        &self,
+        measurement: &str,
+        symbol: &Symbol,
+        start: &str,
+        stop: &str,
+        predicate: &str,
+    ) -> String {
+        format!(
+            "from(bucket: {})\n  |> range(start: {start}, stop: {stop})\n  |> filter(fn: (r) => r._measurement == {} and r.symbol == {}{predicate})",
+            string(self.bucket),
+            string(measurement),
+            string(symbol.as_str()),
+        )
+    }
+
+    pub(crate) fn trades(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        limit: Option<usize>,
+    ) -> Result<TradeColumns> {
+        // Buys and sells are separate series (the side tag): group() merges them, and the
+        // sort restores time order before the limit takes the first ones.
+        let mut q = self.select(TRADE, symbol, &time(start), &time(end), "");
+        q.push_str(
+            "\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> group()\n  |> sort(columns: [\"_time\"])",
+        );
+        if let Some(n) = limit {
+            q.push_str(&format!("\n  |> limit(n: {n})"));
+        }
+        q.push_str(
+            "\n  |> keep(columns: [\"_time\", \"side\", \"price\", \"amount\", \"trade_id\"])",
+        );
+        let mut out = TradeColumns::default();
+        self.each(&q, |_, r| {
+            out.push(
+                parse_time(r.get("_time")?)?,
+                parse(r.get("trade_id")?, "a trade id")?,
+                cents(r.get("price")?)?,
+                parse(r.get("amount")?, "an amount")?,
+                r.get("side")? == "buy",
+            );
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    pub(crate) fn minute_candles(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+    ) -> Result<Vec<Candle>> {
+        let mut q = self.select(CANDLE, symbol, &time(start), &time(end), "");
+        q.push_str(
+            "\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> keep(columns: [\"_time\", \"open\", \"high\", \"low\", \"close\", \"volume\", \"trades\", \"notional\"])",
+        );
+        let mut out = Vec::new();
+        self.each(&q, |_, r| {
+            out.push(Candle {
+                time: parse_time(r.get("_time")?)?,
+                open: cents(r.get("open")?)?,
+                high: cents(r.get("high")?)?,
+                low: cents(r.get("low")?)?,
+                close: cents(r.get("close")?)?,
+                volume: parse(r.get("volume")?, "a volume")?,
+                trades: parse(r.get("trades")?, "a trade count")?,
+                notional: parse(r.get("notional")?, "a notional")?,
+            });
+            Ok(())
+        })?;
+        out.sort_by_key(|c| c.time);
+        Ok(out)
+    }
+
+    pub(crate) fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {
+        let q = self.select(
+            CANDLE,
+            symbol,
+            "1970-01-01T00:00:00Z",
+            &time(before),
+            " and r._field == \"close\"",
+        ) + "\n  |> last()";
+        let mut close = None;
+        self.each(&q, |_, r| {
+            close = Some(cents(r.get("_value")?)?);
+            Ok(())
+        })?;
+        Ok(close)
+    }
+
+    pub(crate) fn count_trades(
+        &self,
+        symbol: &Symbol,
+        ranges: &[(Nanos, Nanos)],
+    ) -> Result<Vec<u64>> {
+        let mut counts = vec![0u64; ranges.len()];
+        for (batch_index, batch) in ranges.chunks(COUNTS_PER_QUERY).enumerate() {
+            let q: Vec<String> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, (start, end))| {
+                    format!(
+                        "{}\n  |> group()\n  |> count()\n  |> yield(name: \"c{i}\")",
+                        self.select(
+                            TRADE,
+                            symbol,
+                            &time(*start),
+                            &time(*end),
+                            " and r._field == \"trade_id\""
+                        )
+                    )
+                })
+                .collect();
+            self.each(&q.join("\n\n"), |result, r| {
+                let i: usize = result
+                    .strip_prefix('c')
+                    .and_then(|i| i.parse().ok())
+                    .filter(|&i| i < batch.len())
+                    .ok_or_else(|| {
+                        InfluxError::Protocol(format!("unexpected result {result:?}"))
+                    })?;
+                counts[batch_index * COUNTS_PER_QUERY + i] +=
+                    parse::<u64>(r.get("_value")?, "a count")?;
+                Ok(())
+            })?;
+        }
+        Ok(counts)
+    }
+
+    /// The `json` field of the manifest point, if there is one.
+    pub(crate) fn manifest_json(&self) -> Result<Option<String>> {
+        let q = format!(
+            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {} and r._field == \"json\")\n  |> last()",
+            string(self.bucket),
+            string(MANIFEST)
+        );
+        let mut json = None;
+        self.each(&q, |_, r| {
+            json = Some(r.get("_value")?.to_string());
+            Ok(())
+        })?;
+        Ok(json)
+    }
+
+    /// (index, count) of every shard marked as finished.
+    pub(crate) fn shards_done(&self) -> Result<Vec<(u32, u32)>> {
+        let q = format!(
+            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {})\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> keep(columns: [\"index\", \"count\"])",
+            string(self.bucket),
+            string(SHARD)
+        );
+        let mut done = Vec::new();
+        self.each(&q, |_, r| {
+            done.push((
+                parse(r.get("index")?, "a shard index")?,
+                parse(r.get("count")?, "a shard count")?,
+            ));
+            Ok(())
+        })?;
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_escaped_and_exact() {
+        assert_eq!(string(r#"a"b\c${x}"#), r#""a\"b\\c\${x}""#);
+        assert_eq!(
+            time(1_704_205_800_000_000_001),
+            "2024-01-02T14:30:00.000000001Z"
+        );
+        assert_eq!(
+            parse_time("2024-01-02T14:30:00.000000001Z").unwrap(),
+            1_704_205_800_000_000_001
+        );
+        assert_eq!(
+            parse_time("2024-01-02T14:30:00Z").unwrap(),
+            1_704_205_800_000_000_000
+        );
+    }
+}
