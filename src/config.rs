@@ -2,6 +2,7 @@
 //! set through the environment variable named in its help.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
@@ -9,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::candles::{Fill, Interval};
 use crate::format::Format;
 use crate::generator::GeneratorConfig;
-use crate::ingest::influx::Shard;
+use crate::ingest::influx::{RetryPolicy, Shard, WriteOptions};
 use crate::model::Symbol;
 use crate::store::influx::{Api, InfluxConfig, InfluxError, QueryLanguage, Secret};
 
@@ -133,6 +134,12 @@ pub struct ServeArgs {
     pub bind: std::net::IpAddr,
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
+    /// A request running longer than this many seconds is answered 503.
+    #[arg(long, env = "OHLCV_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+    /// The load `POST /api/start` runs, and the defaults of `POST /api/v1/ingestions`.
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +207,22 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
+    /// How the InfluxDB write pipeline sends batches.
+    pub fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            batch_lines: self.batch_lines as usize,
+            batch_bytes: self.batch_bytes as usize,
+            writers: self.writers as usize,
+            gzip: self.gzip,
+            retry: RetryPolicy {
+                interval: Duration::from_millis(self.retry_interval_ms),
+                max_time: Duration::from_millis(self.max_retry_time_ms),
+                ..RetryPolicy::default()
+            },
+            ..WriteOptions::default()
+        }
+    }
+
     pub fn generator_config(&self) -> GeneratorConfig {
         GeneratorConfig {
             trades: self.trades,

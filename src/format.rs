@@ -40,8 +40,9 @@ fn candle_fields(symbol: &Symbol, c: &CandleRow) -> [String; 9] {
     ]
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CandleJson {
+    /// Start of the bucket, RFC 3339 in UTC.
     pub time: String,
     pub open: Option<f64>,
     pub high: Option<f64>,
@@ -49,6 +50,7 @@ pub struct CandleJson {
     pub close: Option<f64>,
     pub volume: u64,
     pub trades: u64,
+    /// Volume-weighted average price; null for an empty (filled) bucket.
     pub vwap: Option<f64>,
 }
 
@@ -124,7 +126,7 @@ fn trade_fields(symbol: &Symbol, trades: &TradeColumns, i: usize) -> [String; 6]
     ]
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TradeJson {
     pub time: String,
     pub symbol: String,

@@ -42,6 +42,38 @@ pub fn rss_bytes() -> Option<u64> {
     proc_status_kib("VmRSS:")
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is parenthesised and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name and state.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture Rust targets.
+    Some(ticks as f64 / 100.0)
+}
+
+/// Bytes received and sent over every interface but loopback of this process's network
+/// namespace, from `/proc/self/net/dev`.
+pub fn network_bytes() -> Option<(u64, u64)> {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").ok()?;
+    let mut total = (0, 0);
+    for line in dev.lines().skip(2) {
+        let (name, counters) = line.split_once(':')?;
+        if name.trim() == "lo" {
+            continue;
+        }
+        let c: Vec<u64> = counters
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        total.0 += c.first().copied().unwrap_or(0);
+        total.1 += c.get(8).copied().unwrap_or(0);
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -51,6 +83,18 @@ mod tests {
             let now = super::rss_bytes().expect("VmRSS");
             let peak = super::peak_rss_bytes().expect("VmHWM");
             assert!(peak >= now && now > 0);
+        }
+    }
+
+    #[test]
+    fn cpu_and_network_are_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            let spin = std::time::Instant::now();
+            while spin.elapsed() < std::time::Duration::from_millis(30) {
+                std::hint::black_box(0);
+            }
+            assert!(super::cpu_seconds().expect("/proc/self/stat") > 0.0);
+            assert!(super::network_bytes().is_some());
         }
     }
 }

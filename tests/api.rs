@@ -2,10 +2,8 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use ohlcv::api::{self, AppState};
-use ohlcv::store::parquet::ParquetStore;
 use proptest::prelude::*;
 use reqwest::blocking::Client;
 
@@ -16,18 +14,11 @@ struct Server {
 }
 
 fn start(dir: tempfile::TempDir) -> Server {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let state = AppState::new(Arc::new(ParquetStore::new(dir.path())));
-    let url = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(api::serve(listener, state, std::future::pending()));
-        url
-    });
+    let (url, runtime) = common::serve(common::app_state(
+        dir.path(),
+        common::small_config(1_000),
+        std::time::Duration::from_secs(30),
+    ));
     Server {
         url,
         _dir: dir,

@@ -1,25 +1,32 @@
-//! The HTTP API (`ohlcv serve`): candles, trades and symbols over any [`Store`], with
+//! The HTTP API (`ohlcv serve`): candles, trades and symbols over any [`Store`], loads as
+//! jobs (and the proof of concept's start/stop/status), metrics and the OpenAPI document, with
 //! validation of every parameter and `application/problem+json` errors.
 //!
 //! Store calls block (file or HTTP I/O), so handlers run them on tokio's blocking pool.
 
+mod ingestions;
+mod metrics;
 mod problem;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
 
 use crate::candles::{self, Fill, Interval};
 use crate::format::{self, CandleJson, Format, TradeJson};
 use crate::generator::MarketPlan;
+use crate::ingest::jobs::Jobs;
 use crate::model::{Nanos, Symbol, TradeColumns, format_time};
 use crate::query::{self, CandleQuery};
 use crate::store::Store;
+pub use ingestions::LoadDefaults;
 pub use problem::Problem;
 
 /// Default and largest page sizes of `/candles` and `/trades`.
@@ -27,6 +34,8 @@ pub const DEFAULT_LIMIT: usize = 1_000;
 pub const MAX_LIMIT: usize = 10_000;
 /// One request may span at most this many candle buckets (before paging).
 pub const MAX_BUCKETS: u64 = 1_000_000;
+/// Largest request body (ingestion settings are a few hundred bytes).
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,15 +43,35 @@ pub struct AppState {
     /// Bounds concurrent store calls: each decodes Parquet pages into memory, and more of them
     /// than cores only queue inside the blocking pool while holding their buffers.
     store_calls: Arc<tokio::sync::Semaphore>,
+    jobs: Arc<Jobs>,
+    load_defaults: Arc<LoadDefaults>,
+    metrics: Arc<metrics::Metrics>,
+    request_timeout: Duration,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// `jobs` load into the same store `store` reads; `load_defaults` fill what an ingestion
+    /// request leaves out; a request running longer than `request_timeout` gets a 503.
+    pub fn new(
+        store: Arc<dyn Store>,
+        jobs: Arc<Jobs>,
+        load_defaults: LoadDefaults,
+        request_timeout: Duration,
+    ) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             store,
             store_calls: Arc::new(tokio::sync::Semaphore::new(2 * cores)),
+            metrics: Arc::new(metrics::Metrics::new(jobs.clone())),
+            jobs,
+            load_defaults: Arc::new(load_defaults),
+            request_timeout,
         }
+    }
+
+    /// The server's loads, for a graceful shutdown to stop.
+    pub fn jobs(&self) -> &Arc<Jobs> {
+        &self.jobs
     }
 
     /// Runs a blocking store call on the blocking pool, at most `2 × cores` at a time.
@@ -62,19 +91,117 @@ impl AppState {
     }
 }
 
+/// The OpenAPI document: every route, its parameters and its schemas.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "OHLCV", description = "Trades and OHLCV candles of a deterministic market, and the loads that store them."),
+    paths(
+        health, ready, metrics_handler, symbols, candles_handler, trades_handler,
+        ingestions::create, ingestions::list, ingestions::get_one, ingestions::cancel,
+        ingestions::legacy_status, ingestions::legacy_start, ingestions::legacy_stop,
+        ingestions::legacy_config,
+    ),
+    tags(
+        (name = "market data", description = "Symbols, candles and trades"),
+        (name = "ingestions", description = "Loads as jobs"),
+        (name = "legacy", description = "The proof of concept's API, kept for its users"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
 pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics_handler))
         .route("/api/v1/symbols", get(symbols))
         .route("/api/v1/candles", get(candles_handler))
         .route("/api/v1/trades", get(trades_handler))
-        .route_layer(axum::middleware::from_fn(log_request))
+        .route(
+            "/api/v1/ingestions",
+            post(ingestions::create).get(ingestions::list),
+        )
+        .route("/api/v1/ingestions/{id}", get(ingestions::get_one))
+        .route("/api/v1/ingestions/{id}/cancel", post(ingestions::cancel))
+        .route("/api/status", get(ingestions::legacy_status))
+        .route("/api/start", post(ingestions::legacy_start))
+        .route("/api/stop", post(ingestions::legacy_stop))
+        .route("/api/config", get(ingestions::legacy_config))
+        .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_request,
+        ))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            problem_for_bare_errors,
+        ))
         .with_state(state)
 }
 
-/// One JSON log line per request: id, method, route (not the raw path), status, latency.
-async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// Turns the errors axum and tower answer on their own (unknown route, wrong method, body too
+/// large, timeout) into problem details like every other error.
+async fn problem_for_bare_errors(
+    State(timeout): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (code, detail) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not take that method".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            format!("the request body is over {BODY_LIMIT} bytes"),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "timeout",
+            format!("the request took longer than {} s", timeout.as_secs_f64()),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send application/json".to_string(),
+        ),
+        s => ("error", s.canonical_reason().unwrap_or("error").to_string()),
+    };
+    let mut problem = Problem::new(status, code, &detail, None).into_response();
+    for name in [
+        header::ALLOW,
+        header::HeaderName::from_static("x-request-id"),
+    ] {
+        if let Some(v) = response.headers().get(&name) {
+            problem.headers_mut().insert(name, v.clone());
+        }
+    }
+    problem
+}
+
+/// One JSON log line per request: id, method, route (not the raw path), status, latency; and
+/// the request metrics.
+async fn log_request(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let route = request
@@ -83,6 +210,14 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let id = problem::request_id();
     let mut response = next.run(request).await;
+    state.metrics.observe(
+        metrics::RequestLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: response.status().as_u16(),
+        },
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         request_id = %id,
         method = %method,
@@ -97,6 +232,9 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// The process is alive.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "ok"}))))]
 async fn health() -> Response {
     (
         StatusCode::OK,
@@ -105,6 +243,12 @@ async fn health() -> Response {
         .into_response()
 }
 
+/// The store answers and holds a load.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})),
+        (status = 503, description = "The store is unreachable or empty", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn ready(State(state): State<AppState>) -> Response {
     match state
         .call(|store| store.manifest().map_err(|e| Problem::from_store(&e)))
@@ -125,7 +269,27 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-#[derive(Serialize)]
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Requests, loads and process resources", body = String, content_type = "application/openmetrics-text")))]
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SymbolList {
+    symbols: Vec<SymbolInfo>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct SymbolInfo {
     symbol: String,
     first_trade: Option<String>,
@@ -135,6 +299,11 @@ struct SymbolInfo {
 
 /// Each symbol of the load with its first and last trade and count, from the load's plan:
 /// the store holds exactly what the generator says (`ohlcv verify`).
+#[utoipa::path(get, path = "/api/v1/symbols", tag = "market data",
+    responses(
+        (status = 200, description = "The symbols", body = SymbolList),
+        (status = 503, description = "No load stored yet", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn symbols(State(state): State<AppState>) -> Result<Response, Problem> {
     let list = state
         .call(|store| {
@@ -164,7 +333,7 @@ async fn symbols(State(state): State<AppState>) -> Result<Response, Problem> {
             Ok(out)
         })
         .await?;
-    Ok(axum::Json(serde_json::json!({ "symbols": list })).into_response())
+    Ok(axum::Json(SymbolList { symbols: list }).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,7 +445,7 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/csv"))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CandlesPage {
     symbol: String,
     interval: String,
@@ -285,6 +454,23 @@ struct CandlesPage {
     next_cursor: Option<String>,
 }
 
+/// OHLCV candles of one symbol at any interval, aligned in a time zone: what `ohlcv candles`
+/// prints.
+#[utoipa::path(get, path = "/api/v1/candles", tag = "market data",
+    params(
+        ("symbol" = String, Query, description = "Ticker, [A-Z][A-Z0-9.-]{0,9}", example = "AAPL"),
+        ("interval" = String, Query, description = "<n><unit>, unit s, m, h, d, w or mo", example = "1m"),
+        ("start" = String, Query, description = "RFC 3339 time or YYYY-MM-DD (midnight in tz), inclusive", example = "2024-03-11"),
+        ("end" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, exclusive", example = "2024-03-12"),
+        ("tz" = Option<String>, Query, description = "IANA zone buckets align to (default America/New_York)"),
+        ("fill" = Option<String>, Query, description = "none (default), null or previous: empty session buckets"),
+        ("limit" = Option<u32>, Query, description = "Candles per page, 1 to 10000 (default 1000)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of candles (text/csv when asked for by Accept)", body = CandlesPage),
+        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn candles_handler(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -364,13 +550,27 @@ fn csv_response(body: Vec<u8>, next_cursor: Option<String>) -> Response {
     r
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TradesPage {
     symbol: String,
     trades: Vec<TradeJson>,
     next_cursor: Option<String>,
 }
 
+/// Trades of one symbol in time order, paged.
+#[utoipa::path(get, path = "/api/v1/trades", tag = "market data",
+    params(
+        ("symbol" = String, Query, description = "Ticker", example = "AAPL"),
+        ("start" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, inclusive", example = "2024-03-11T14:30:00Z"),
+        ("end" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, exclusive", example = "2024-03-11T14:31:00Z"),
+        ("tz" = Option<String>, Query, description = "IANA zone of bare dates (default America/New_York)"),
+        ("limit" = Option<u32>, Query, description = "Trades per page, 1 to 10000 (default 1000)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of trades (text/csv when asked for by Accept)", body = TradesPage),
+        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn trades_handler(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -404,13 +604,18 @@ async fn trades_handler(
     .into_response())
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests
+/// and stops a running load, its checkpoint written, so the same load started again resumes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let jobs = state.jobs.clone();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
+        .await?;
+    tokio::task::spawn_blocking(move || jobs.shutdown())
         .await
+        .map_err(std::io::Error::other)
 }

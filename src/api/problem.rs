@@ -10,8 +10,10 @@ use serde::Serialize;
 
 use crate::query::QueryError;
 use crate::store::StoreError;
+use crate::store::influx::InfluxError;
 
-#[derive(Debug, Serialize)]
+/// An error, as RFC 9457 problem details.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -64,6 +66,20 @@ impl Problem {
                 "no load has been stored yet",
                 None,
             ),
+            StoreError::Influx(
+                InfluxError::Unreachable(_)
+                | InfluxError::RetriesExhausted(_)
+                | InfluxError::Server { .. },
+            ) => {
+                // Logged for the operator; the client learns only that the store is down.
+                tracing::warn!(error = %e, "store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is not reachable; try again later",
+                    None,
+                )
+            }
             e => Self::internal(e),
         }
     }

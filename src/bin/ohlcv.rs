@@ -11,12 +11,13 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use ohlcv::api::{self, AppState};
+use ohlcv::api::{self, AppState, LoadDefaults};
 use ohlcv::config::{
     CandlesArgs, Cli, Command, InfluxCommand, LoadArgs, RangeArgs, ServeArgs, StoreKind,
     TradesArgs, VerifyArgs,
 };
-use ohlcv::ingest::influx::{BatchStats, InfluxLoadOptions, RetryPolicy, WriteOptions};
+use ohlcv::ingest::influx::{BatchStats, InfluxLoadOptions};
+use ohlcv::ingest::jobs::{Jobs, Target};
 use ohlcv::ingest::{self, LoadOptions, Progress};
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
@@ -79,12 +80,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Candles(args) => print_candles(store.as_ref(), &args),
         Command::Trades(args) => print_trades(store.as_ref(), &args),
         Command::Verify(args) => run_verify(store.as_ref(), &args),
-        Command::Serve(args) => serve(store, &args),
+        Command::Serve(args) => {
+            let target = match cli.store.store {
+                StoreKind::Parquet => Target::Parquet {
+                    dir: cli.data_dir.clone(),
+                },
+                StoreKind::Influxdb => Target::Influx {
+                    config: Box::new(cli.store.influx()?),
+                    write: args.load.write_options(),
+                    checkpoint_dir: cli.data_dir.clone(),
+                },
+            };
+            serve(store, target, &args)
+        }
         Command::Load(_) | Command::Influx(_) => unreachable!("handled above"),
     }
 }
 
-fn serve(store: Box<dyn Store>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(store: Box<dyn Store>, target: Target, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -93,14 +106,23 @@ fn serve(store: Box<dyn Store>, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
         tracing::info!(address = %listener.local_addr()?, "serving");
-        let state = AppState::new(store.into());
+        let state = AppState::new(
+            store.into(),
+            std::sync::Arc::new(Jobs::new(target)),
+            LoadDefaults {
+                config: args.load.generator_config(),
+                threads: args.load.threads,
+                retention_days: args.load.retention,
+            },
+            Duration::from_secs(args.request_timeout_secs),
+        );
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
             }
-            tracing::info!("shutting down: finishing requests in flight");
+            tracing::info!("shutting down: finishing requests in flight, stopping a running load");
         };
         api::serve(listener, state, shutdown).await?;
         Ok(ExitCode::SUCCESS)
@@ -167,18 +189,7 @@ fn load_influx(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let options = InfluxLoadOptions {
         config: args.generator_config(),
         influx,
-        write: WriteOptions {
-            batch_lines: args.batch_lines as usize,
-            batch_bytes: args.batch_bytes as usize,
-            writers: args.writers as usize,
-            gzip: args.gzip,
-            retry: RetryPolicy {
-                interval: Duration::from_millis(args.retry_interval_ms),
-                max_time: Duration::from_millis(args.max_retry_time_ms),
-                ..RetryPolicy::default()
-            },
-            ..WriteOptions::default()
-        },
+        write: args.write_options(),
         shard: args.shard,
         resume: args.resume,
         replace: args.replace,

@@ -57,9 +57,10 @@ pub enum GeneratorError {
 pub type Result<T, E = GeneratorError> = std::result::Result<T, E>;
 
 /// What to generate. Two equal configs generate identical trades.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GeneratorConfig {
     pub trades: u64,
+    #[schema(value_type = Vec<String>, example = json!(["AAPL", "MSFT"]))]
     pub symbols: Vec<Symbol>,
     /// First calendar date, inclusive.
     pub start: NaiveDate,

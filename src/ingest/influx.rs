@@ -158,7 +158,7 @@ pub struct BatchStats {
     latencies_us: Mutex<Vec<u32>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BatchSummary {
     pub batches: u64,
     pub retried: u64,

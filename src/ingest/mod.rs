@@ -23,6 +23,7 @@ use crate::store::parquet::{ParquetStore, TARGET_ROWS_PER_FILE, month_of};
 use crate::telemetry;
 
 pub mod influx;
+pub mod jobs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

@@ -6,11 +6,15 @@
 pub mod influxd;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
+use ohlcv::api::{self, AppState, LoadDefaults};
 use ohlcv::generator::GeneratorConfig;
+use ohlcv::ingest::jobs::{Jobs, Target};
 use ohlcv::ingest::{self, LoadOptions, LoadSummary, Progress};
 use ohlcv::model::Symbol;
+use ohlcv::store::parquet::ParquetStore;
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
@@ -38,6 +42,40 @@ pub fn options(config: GeneratorConfig) -> LoadOptions {
         retention_days: 3650,
         now: chrono::Utc::now(),
     }
+}
+
+/// `ohlcv serve`'s state over the embedded store in `dir`, loading into it, with the given
+/// defaults for loads and request timeout.
+pub fn app_state(dir: &Path, defaults: GeneratorConfig, timeout: std::time::Duration) -> AppState {
+    AppState::new(
+        Arc::new(ParquetStore::new(dir)),
+        Arc::new(Jobs::new(Target::Parquet {
+            dir: dir.to_path_buf(),
+        })),
+        LoadDefaults {
+            config: defaults,
+            threads: 2,
+            retention_days: 3650,
+        },
+        timeout,
+    )
+}
+
+/// Serves `state` on 127.0.0.1:0 on its own runtime; returns the base URL and the runtime,
+/// which stops the server when dropped.
+pub fn serve(state: AppState) -> (String, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(api::serve(listener, state, std::future::pending()));
+        url
+    });
+    (url, runtime)
 }
 
 pub fn load(dir: &Path, options: &LoadOptions) -> LoadSummary {

@@ -1,0 +1,460 @@
+//! Loads through the API: `/api/v1/ingestions` (jobs with ids) and the proof of concept's
+//! `/api/start`, `/api/stop`, `/api/status`, `/api/config`, kept for its users.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{AppState, Problem};
+use crate::generator::{GeneratorConfig, MarketPlan};
+use crate::ingest::jobs::{JobError, JobSettings, JobState, JobStatus, Target};
+use crate::model::Symbol;
+
+/// The load an ingestion runs when its request leaves a setting out, and the server's other
+/// load settings: what `ohlcv serve` was started with.
+#[derive(Debug, Clone)]
+pub struct LoadDefaults {
+    pub config: GeneratorConfig,
+    pub threads: usize,
+    pub retention_days: u32,
+}
+
+/// Largest load one request may ask for: 10 billion trades.
+const MAX_TRADES: u64 = 10_000_000_000;
+const MAX_SYMBOLS: usize = 10_000;
+
+fn invalid(code: &'static str, detail: impl Into<String>, param: &'static str) -> Problem {
+    Problem::bad_request(code, detail.into(), param)
+}
+
+/// Validates an ingestion request body: every field optional, each checked.
+fn settings(state: &AppState, body: &Bytes) -> Result<JobSettings, Problem> {
+    let d = &state.load_defaults;
+    let r: IngestionRequest = if body.is_empty() {
+        IngestionRequest::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            // serde's message names the field and what was expected, never server state.
+            let detail = e.to_string();
+            let detail = detail.split(" at line ").next().unwrap_or_default();
+            invalid(
+                "invalid_body",
+                format!("invalid JSON body: {detail}"),
+                "body",
+            )
+        })?
+    };
+    let mut config = d.config.clone();
+    if let Some(t) = &r.trades {
+        config.trades = t
+            .as_u64()
+            .filter(|t| (1..=MAX_TRADES).contains(t))
+            .ok_or_else(|| {
+                invalid(
+                    "invalid_trades",
+                    format!("trades must be an integer from 1 to {MAX_TRADES}"),
+                    "trades",
+                )
+            })?;
+    }
+    if let Some(s) = &r.symbols {
+        let list = s
+            .as_array()
+            .filter(|l| (1..=MAX_SYMBOLS).contains(&l.len()))
+            .ok_or_else(|| {
+                invalid(
+                    "invalid_symbols",
+                    format!("symbols must be an array of 1 to {MAX_SYMBOLS} symbols"),
+                    "symbols",
+                )
+            })?;
+        config.symbols = list
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .ok_or_else(|| invalid("invalid_symbol", "symbols must be strings", "symbols"))
+                    .and_then(|s| {
+                        Symbol::new(s)
+                            .map_err(|e| invalid("invalid_symbol", e.to_string(), "symbols"))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    let date = |param: &'static str, v: &Option<Value>| -> Result<Option<NaiveDate>, Problem> {
+        v.as_ref()
+            .map(|v| {
+                v.as_str()
+                    .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                    .ok_or_else(|| {
+                        invalid(
+                            "invalid_date",
+                            format!("{param} must be a YYYY-MM-DD date"),
+                            param,
+                        )
+                    })
+            })
+            .transpose()
+    };
+    config.start = date("start", &r.start)?.unwrap_or(config.start);
+    config.end = date("end", &r.end)?.unwrap_or(config.end);
+    if config.start > config.end {
+        return Err(invalid(
+            "invalid_range",
+            "start must not be after end",
+            "end",
+        ));
+    }
+    if let Some(seed) = &r.seed {
+        config.seed = seed.as_u64().ok_or_else(|| {
+            invalid(
+                "invalid_seed",
+                "seed must be a non-negative integer",
+                "seed",
+            )
+        })?;
+    }
+    if let Some(store) = &r.store {
+        let store = store.as_str().unwrap_or_default();
+        if !matches!(store, "parquet" | "influxdb") {
+            return Err(invalid(
+                "invalid_store",
+                "store must be \"parquet\" or \"influxdb\"",
+                "store",
+            ));
+        }
+        let serving = state.jobs.target().store_name();
+        if store != serving {
+            return Err(invalid(
+                "store_not_configured",
+                format!(
+                    "this server loads into {serving}; start it with --store {store} to load there"
+                ),
+                "store",
+            ));
+        }
+    }
+    let flag = |param: &'static str, v: &Option<Value>| -> Result<bool, Problem> {
+        v.as_ref().map_or(Ok(false), |v| {
+            v.as_bool().ok_or_else(|| {
+                invalid(
+                    "invalid_flag",
+                    format!("{param} must be true or false"),
+                    param,
+                )
+            })
+        })
+    };
+    let (replace, resume) = (flag("replace", &r.replace)?, flag("resume", &r.resume)?);
+    // The plan fails fast on settings no generator run could satisfy (no session in range).
+    MarketPlan::new(config.clone()).map_err(|e| invalid("invalid_load", e.to_string(), "body"))?;
+    Ok(JobSettings {
+        config,
+        replace,
+        resume,
+        threads: d.threads,
+        retention_days: d.retention_days,
+    })
+}
+
+fn busy(e: &JobError) -> Problem {
+    let code = match e {
+        JobError::Busy(_) => "already_running",
+        JobError::NotRunning => "not_running",
+    };
+    Problem::new(StatusCode::CONFLICT, code, &e.to_string(), None)
+}
+
+fn status(state: &AppState, id: u64) -> Result<JobStatus, Problem> {
+    state
+        .jobs
+        .get(id)
+        .map(|j| j.status(state.jobs.target().store_name()))
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no ingestion {id}"),
+                Some("id"),
+            )
+        })
+}
+
+fn parse_id(raw: &str) -> Result<u64, Problem> {
+    raw.parse()
+        .map_err(|_| invalid("invalid_id", "an ingestion id is a positive integer", "id"))
+}
+
+/// Starts a load with the body's settings (the server's defaults for those left out).
+#[utoipa::path(post, path = "/api/v1/ingestions", tag = "ingestions",
+    request_body(content = IngestionRequest, content_type = "application/json", description = "Every field optional"),
+    responses(
+        (status = 202, description = "Started; Location names it", body = JobStatus),
+        (status = 400, description = "Invalid setting", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A load is already running", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let settings = settings(&state, &body)?;
+    let job = state.jobs.start(settings).map_err(|e| busy(&e))?;
+    let location = format!("/api/v1/ingestions/{}", job.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(job.status(state.jobs.target().store_name())),
+    )
+        .into_response())
+}
+
+/// The body of `POST /api/v1/ingestions`. Fields are read as JSON values and checked one by
+/// one in [`settings`], so each wrong one gets its own error code.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IngestionRequest {
+    /// Number of trades, exactly.
+    #[schema(value_type = Option<u64>, example = 1000000)]
+    trades: Option<Value>,
+    #[schema(value_type = Option<Vec<String>>, example = json!(["AAPL", "MSFT"]))]
+    symbols: Option<Value>,
+    /// First date, inclusive.
+    #[schema(value_type = Option<String>, format = Date, example = "2024-01-01")]
+    start: Option<Value>,
+    /// Last date, inclusive.
+    #[schema(value_type = Option<String>, format = Date, example = "2024-12-31")]
+    end: Option<Value>,
+    #[schema(value_type = Option<u64>)]
+    seed: Option<Value>,
+    /// `parquet` or `influxdb`: must be the store the server serves.
+    #[schema(value_type = Option<String>)]
+    store: Option<Value>,
+    /// Delete a different load found in the store.
+    #[schema(value_type = Option<bool>)]
+    replace: Option<Value>,
+    /// InfluxDB: skip chunks this load's checkpoint lists as written.
+    #[schema(value_type = Option<bool>)]
+    resume: Option<Value>,
+}
+
+/// Every ingestion since the server started, oldest first.
+#[utoipa::path(get, path = "/api/v1/ingestions", tag = "ingestions",
+    responses((status = 200, description = "The ingestions", body = IngestionList)))]
+pub(super) async fn list(State(state): State<AppState>) -> Response {
+    let store = state.jobs.target().store_name();
+    let ingestions = state.jobs.all().iter().map(|j| j.status(store)).collect();
+    Json(IngestionList { ingestions }).into_response()
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct IngestionList {
+    ingestions: Vec<JobStatus>,
+}
+
+/// One ingestion's state, progress and batch statistics.
+#[utoipa::path(get, path = "/api/v1/ingestions/{id}", tag = "ingestions",
+    params(("id" = u64, Path, description = "The ingestion's id")),
+    responses(
+        (status = 200, description = "The ingestion", body = JobStatus),
+        (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such ingestion", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    Ok(Json(status(&state, parse_id(&id)?)?).into_response())
+}
+
+/// Asks a running ingestion to stop. It ends `cancelled` once the batches in flight are
+/// acknowledged; what it wrote stays, and the same load started again resumes it.
+#[utoipa::path(post, path = "/api/v1/ingestions/{id}/cancel", tag = "ingestions",
+    params(("id" = u64, Path, description = "The ingestion's id")),
+    responses(
+        (status = 202, description = "Stopping", body = JobStatus),
+        (status = 404, description = "No such ingestion", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It is not running", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    let current = status(&state, id)?;
+    if !matches!(current.state, JobState::Queued | JobState::Running) {
+        return Err(busy(&JobError::NotRunning));
+    }
+    let job = state.jobs.cancel_running().map_err(|e| busy(&e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(job.status(state.jobs.target().store_name())),
+    )
+        .into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LegacyProgress {
+    processed: u64,
+    total: u64,
+    percentage: f64,
+    elapsed_ms: u64,
+    estimated_remaining_ms: Option<u64>,
+    trades_per_second: f64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct LegacyStatus {
+    /// `idle`, `running`, `completed` or `error`.
+    status: &'static str,
+    progress: LegacyProgress,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Message {
+    message: String,
+}
+
+/// The proof of concept's status: the latest load as idle, running, completed or error.
+#[utoipa::path(get, path = "/api/status", tag = "legacy",
+    responses((status = 200, description = "The latest load", body = LegacyStatus)))]
+pub(super) async fn legacy_status(State(state): State<AppState>) -> Response {
+    let latest = state
+        .jobs
+        .latest()
+        .map(|j| j.status(state.jobs.target().store_name()));
+    let (status, progress, error) = match latest {
+        None => ("idle", None, None),
+        Some(s) => (
+            match s.state {
+                JobState::Queued | JobState::Running => "running",
+                JobState::Completed => "completed",
+                JobState::Failed => "error",
+                JobState::Cancelled => "idle",
+            },
+            Some(LegacyProgress {
+                processed: s.processed,
+                total: s.total,
+                percentage: s.percentage,
+                elapsed_ms: s.elapsed_ms,
+                estimated_remaining_ms: s.eta_ms,
+                trades_per_second: s.trades_per_second,
+            }),
+            s.error,
+        ),
+    };
+    Json(LegacyStatus {
+        status,
+        progress: progress.unwrap_or(LegacyProgress {
+            processed: 0,
+            total: 0,
+            percentage: 0.0,
+            elapsed_ms: 0,
+            estimated_remaining_ms: None,
+            trades_per_second: 0.0,
+        }),
+        error,
+    })
+    .into_response()
+}
+
+/// Starts the server's default load (`ohlcv serve`'s load settings).
+#[utoipa::path(post, path = "/api/start", tag = "legacy",
+    responses(
+        (status = 202, description = "Started", body = Message),
+        (status = 409, description = "Already running", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn legacy_start(State(state): State<AppState>) -> Result<Response, Problem> {
+    let settings = settings(&state, &Bytes::new())?;
+    let job = state.jobs.start(settings).map_err(|e| busy(&e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/v1/ingestions/{}", job.id))],
+        Json(Message {
+            message: format!("ingestion {} started", job.id),
+        }),
+    )
+        .into_response())
+}
+
+/// Stops the running load.
+#[utoipa::path(post, path = "/api/stop", tag = "legacy",
+    responses(
+        (status = 200, description = "Stopping", body = Message),
+        (status = 409, description = "Nothing is running", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn legacy_stop(State(state): State<AppState>) -> Result<Response, Problem> {
+    let job = state.jobs.cancel_running().map_err(|e| busy(&e))?;
+    Ok(Json(Message {
+        message: format!("ingestion {} stopping", job.id),
+    })
+    .into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LegacyConfig {
+    total_trades: u64,
+    /// Lines per write request (InfluxDB); the embedded store writes 65,536 rows at a time.
+    batch_size: usize,
+    symbols: Vec<String>,
+    start_date: String,
+    end_date: String,
+    seed: u64,
+    store: &'static str,
+    writers: Option<usize>,
+    gzip: Option<bool>,
+    /// InfluxDB's URL, org, bucket and API version; never a credential.
+    influxdb: Option<Value>,
+}
+
+/// A URL without any user or password it may carry.
+fn without_userinfo(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
+/// The load settings, without any secret.
+#[utoipa::path(get, path = "/api/config", tag = "legacy",
+    responses((status = 200, description = "The settings", body = LegacyConfig)))]
+pub(super) async fn legacy_config(State(state): State<AppState>) -> Response {
+    let c = &state.load_defaults.config;
+    let target = state.jobs.target();
+    let (batch_size, writers, gzip, influxdb) = match target {
+        Target::Parquet { .. } => (crate::ingest::BATCH_ROWS, None, None, None),
+        Target::Influx { config, write, .. } => (
+            write.batch_lines,
+            Some(write.writers),
+            Some(write.gzip),
+            Some(serde_json::json!({
+                "url": without_userinfo(&config.url),
+                "api": config.api,
+                "org": config.org,
+                "bucket": config.bucket,
+                "queryLanguage": config.query_language,
+            })),
+        ),
+    };
+    Json(LegacyConfig {
+        total_trades: c.trades,
+        batch_size,
+        symbols: c.symbols.iter().map(ToString::to_string).collect(),
+        start_date: c.start.to_string(),
+        end_date: c.end.to_string(),
+        seed: c.seed,
+        store: target.store_name(),
+        writers,
+        gzip,
+        influxdb,
+    })
+    .into_response()
+}
