@@ -71,8 +71,21 @@ pub fn candles(store: &dyn Store, q: &CandleQuery) -> Result<Vec<CandleRow>> {
         return Ok(Vec::new());
     }
     let data_end = b.bucket(b.bucket(q.end - 1).0).1;
-    let candles = if q.interval.is_whole_minutes() && b.offsets_whole_minutes(first, data_end) {
-        candles::aggregate(store.minute_candles(&q.symbol, first, data_end)?, &b)
+    const HOUR: Nanos = 3_600_000_000_000;
+    let hourly = (q.interval.is_whole_hours() && first % HOUR == 0 && data_end % HOUR == 0)
+        .then(|| -> Result<_> {
+            let mut a = candles::Aggregator::new(&b).with_grain(HOUR);
+            store.visit_hour_candles(&q.symbol, first, data_end, &mut |c| a.push_slice(c))?;
+            Ok((!a.is_misaligned()).then(|| a.finish()))
+        })
+        .transpose()?
+        .flatten();
+    let candles = if let Some(c) = hourly {
+        c
+    } else if q.interval.is_whole_minutes() && b.offsets_whole_minutes(first, data_end) {
+        let mut a = candles::Aggregator::new(&b);
+        store.visit_minute_candles(&q.symbol, first, data_end, &mut |c| a.push_slice(c))?;
+        a.finish()
     } else {
         candles::from_trades(&store.trades(&q.symbol, first, data_end, None)?, &b)
     };

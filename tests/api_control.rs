@@ -505,3 +505,19 @@ fn a_graceful_shutdown_stops_a_running_load_cleanly() {
         report.listed
     );
 }
+
+#[test]
+fn the_chart_page_is_served_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _rt) = common::serve(common::app_state(
+        dir.path(),
+        common::small_config(1_000),
+        TIMEOUT,
+    ));
+    let r = Client::new().get(format!("{url}/")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let html = r.text().unwrap();
+    assert!(html.contains("/api/v1/candles") && html.contains("<canvas"));
+    assert!(!html.contains("https://"), "no CDN");
+}

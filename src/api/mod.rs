@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use crate::candles::{self, Fill, Interval};
-use crate::format::{self, CandleJson, Format, TradeJson};
+use crate::format::{self, CandleJson, CandlesPage, Format, TradeJson, TradesPage};
 use crate::generator::MarketPlan;
 use crate::ingest::jobs::Jobs;
 use crate::model::{Nanos, Symbol, TradeColumns, format_time};
@@ -113,6 +113,7 @@ pub struct ApiDoc;
 pub fn router(state: AppState) -> Router {
     let timeout = state.request_timeout;
     Router::new()
+        .route("/", get(chart))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_handler))
@@ -230,6 +231,15 @@ async fn log_request(
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// A page that draws candles from `/api/v1/candles`: one self-contained file, no CDN.
+async fn chart() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("chart.html"),
+    )
+        .into_response()
 }
 
 /// The process is alive.
@@ -445,15 +455,6 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/csv"))
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-struct CandlesPage {
-    symbol: String,
-    interval: String,
-    tz: String,
-    candles: Vec<CandleJson>,
-    next_cursor: Option<String>,
-}
-
 /// OHLCV candles of one symbol at any interval, aligned in a time zone: what `ohlcv candles`
 /// prints.
 #[utoipa::path(get, path = "/api/v1/candles", tag = "market data",
@@ -527,14 +528,23 @@ async fn candles_handler(
         .map_err(|e| Problem::internal(&e))?;
         return Ok(csv_response(body, next_cursor));
     }
-    Ok(axum::Json(CandlesPage {
+    let page = CandlesPage {
         symbol: v.symbol.to_string(),
         interval: interval.to_string(),
         tz: v.tz_name,
         candles: rows.iter().map(CandleJson::from).collect(),
         next_cursor,
-    })
-    .into_response())
+    };
+    Ok(json_response(page.to_json()))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 fn csv_response(body: Vec<u8>, next_cursor: Option<String>) -> Response {
@@ -548,13 +558,6 @@ fn csv_response(body: Vec<u8>, next_cursor: Option<String>) -> Response {
         r.headers_mut().insert("x-next-cursor", c);
     }
     r
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct TradesPage {
-    symbol: String,
-    trades: Vec<TradeJson>,
-    next_cursor: Option<String>,
 }
 
 /// Trades of one symbol in time order, paged.
@@ -594,14 +597,14 @@ async fn trades_handler(
             .map_err(|e| Problem::internal(&e))?;
         return Ok(csv_response(body, next_cursor));
     }
-    Ok(axum::Json(TradesPage {
+    let page = TradesPage {
         symbol: v.symbol.to_string(),
         trades: (0..trades.len())
-            .map(|i| format::trade_json(&v.symbol, &trades, i))
+            .map(|i| TradeJson::new(&v.symbol, &trades, i))
             .collect(),
         next_cursor,
-    })
-    .into_response())
+    };
+    Ok(json_response(page.to_json()))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests

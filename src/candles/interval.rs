@@ -53,6 +53,10 @@ impl Interval {
         n: 1,
         unit: Unit::Minute,
     };
+    pub const ONE_HOUR: Interval = Interval {
+        n: 1,
+        unit: Unit::Hour,
+    };
 
     /// The fixed length of an intraday interval, `None` for days, weeks and months.
     pub fn fixed_nanos(self) -> Option<Nanos> {
@@ -69,6 +73,16 @@ impl Interval {
     /// minutes, so the bucket is a union of 1-minute candles.
     pub fn is_whole_minutes(self) -> bool {
         !(self.unit == Unit::Second && self.n % 60 != 0)
+    }
+
+    /// True when the interval is a whole number of hours or longer, so its buckets may be
+    /// unions of 1-hour candles (whether they are depends on the zone's offsets).
+    pub fn is_whole_hours(self) -> bool {
+        match self.unit {
+            Unit::Second => self.n % 3600 == 0,
+            Unit::Minute => self.n % 60 == 0,
+            Unit::Hour | Unit::Day | Unit::Week | Unit::Month => true,
+        }
     }
 
     /// A rough upper bound of the number of buckets in `[start, end)`, for request limits.

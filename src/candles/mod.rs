@@ -79,25 +79,119 @@ impl Candle {
 
 /// Groups time-ordered candles (a trade is a candle of one) into the buckets of `bucketing`.
 pub fn aggregate(parts: impl IntoIterator<Item = Candle>, bucketing: &Bucketing) -> Vec<Candle> {
-    let mut out: Vec<Candle> = Vec::new();
-    let mut bucket_end = i64::MIN;
-    let mut day = (i64::MIN, i64::MIN);
+    let mut a = Aggregator::new(bucketing);
     for part in parts {
-        if part.time < bucket_end {
-            out.last_mut().expect("a bucket is open").absorb(&part);
-        } else {
-            if !(day.0..day.1).contains(&part.time) {
-                day = bucketing.day(part.time);
-            }
-            let (start, end) = bucketing.bucket_in_day(part.time, day);
-            bucket_end = end;
-            out.push(Candle {
-                time: start,
-                ..part
-            });
+        a.push(&part);
+    }
+    a.finish()
+}
+
+/// UTC 1-hour candles from UTC 1-minute candles: the coarser level of the rollup, 60 times
+/// fewer candles to fold for intervals of an hour or more.
+pub fn hour_candles(minutes: &[Candle]) -> Vec<Candle> {
+    let hours = Bucketing::new(Interval::ONE_HOUR, chrono_tz::UTC);
+    let mut a = Aggregator::new(&hours);
+    a.push_slice(minutes);
+    a.finish()
+}
+
+/// [`aggregate`] fed piecewise, in time order, by single candles or by slices.
+pub struct Aggregator<'a> {
+    bucketing: &'a Bucketing,
+    out: Vec<Candle>,
+    bucket_end: Nanos,
+    day: (Nanos, Nanos),
+    /// The span of the parts when they are coarser than one instant (1-hour candles): every
+    /// bucket boundary must then be a multiple of it.
+    grain: Option<Nanos>,
+    misaligned: bool,
+}
+
+impl<'a> Aggregator<'a> {
+    pub fn new(bucketing: &'a Bucketing) -> Self {
+        Self {
+            bucketing,
+            out: Vec::new(),
+            bucket_end: i64::MIN,
+            day: (i64::MIN, i64::MIN),
+            grain: None,
+            misaligned: false,
         }
     }
-    out
+
+    /// Parts span `grain` nanoseconds from their (aligned) time. A bucket boundary inside a
+    /// part would split it, so the aggregator then stops and reports [`Self::is_misaligned`];
+    /// checking each opened bucket's two ends finds any such boundary.
+    pub fn with_grain(mut self, grain: Nanos) -> Self {
+        self.grain = Some(grain);
+        self
+    }
+
+    /// True when a bucket boundary fell inside a part: the result is unusable.
+    pub fn is_misaligned(&self) -> bool {
+        self.misaligned
+    }
+
+    #[inline]
+    pub fn push(&mut self, part: &Candle) {
+        if self.misaligned {
+            return;
+        }
+        if part.time < self.bucket_end {
+            self.out.last_mut().expect("a bucket is open").absorb(part);
+        } else {
+            self.open(part);
+        }
+    }
+
+    fn open(&mut self, part: &Candle) {
+        if !(self.day.0..self.day.1).contains(&part.time) {
+            self.day = self.bucketing.day(part.time);
+        }
+        let (start, end) = self.bucketing.bucket_in_day(part.time, self.day);
+        if let Some(g) = self.grain
+            && (start.rem_euclid(g) != 0 || end.rem_euclid(g) != 0)
+        {
+            self.misaligned = true;
+        }
+        self.bucket_end = end;
+        self.out.push(Candle {
+            time: start,
+            ..*part
+        });
+    }
+
+    /// Like pushing each candle of `parts`, but each bucket's run is found by binary search
+    /// and folded in one tight loop: a year of minutes into days is a few hundred runs.
+    pub fn push_slice(&mut self, mut parts: &[Candle]) {
+        while let Some(first) = parts.first() {
+            if self.misaligned {
+                return;
+            }
+            if first.time >= self.bucket_end {
+                self.open(first);
+                parts = &parts[1..];
+            }
+            // Fine intervals open a bucket for nearly every part: skip the search then.
+            let run = match parts.first() {
+                Some(next) if next.time < self.bucket_end => {
+                    parts.partition_point(|c| c.time < self.bucket_end)
+                }
+                _ => 0,
+            };
+            if run > 0 {
+                let open = self.out.last_mut().expect("a bucket is open");
+                for c in &parts[..run] {
+                    open.absorb(c);
+                }
+                parts = &parts[run..];
+            }
+        }
+    }
+
+    pub fn finish(self) -> Vec<Candle> {
+        self.out
+    }
 }
 
 /// Candles straight from trades ordered by (time, trade_id).
@@ -244,6 +338,44 @@ mod tests {
             t.push(*time, i as u64, *price, *amount, true);
         }
         t
+    }
+
+    #[test]
+    fn hour_candles_roll_up_exactly_where_boundaries_are_whole_hours() {
+        // A trade every 7 minutes for three days around the 2024 US spring-forward.
+        let start = 1_710_028_800_000_000_000; // 2024-03-10T00:00Z
+        let rows: Vec<(Nanos, i64, u32)> = (0..3 * 24 * 60 / 7)
+            .map(|i| {
+                (
+                    start + i * 7 * 60_000_000_000,
+                    10_000 + (i * 37 % 101),
+                    1 + (i % 5) as u32,
+                )
+            })
+            .collect();
+        let minutes = minute_candles(&trades(&rows));
+        let hours = hour_candles(&minutes);
+        assert!(
+            hours.len() < minutes.len() && hours.iter().all(|h| h.time % 3_600_000_000_000 == 0)
+        );
+        for (interval, tz, aligned) in [
+            ("1d", New_York, true),
+            ("2h", chrono_tz::UTC, true),
+            ("1d", chrono_tz::Asia::Kathmandu, false),
+            ("1h", chrono_tz::Asia::Kolkata, false),
+        ] {
+            let b = Bucketing::new(interval.parse().unwrap(), tz);
+            let mut a = Aggregator::new(&b).with_grain(3_600_000_000_000);
+            a.push_slice(&hours);
+            assert_eq!(!a.is_misaligned(), aligned, "{interval} {tz}");
+            if aligned {
+                assert_eq!(
+                    a.finish(),
+                    aggregate(minutes.iter().copied(), &b),
+                    "{interval} {tz}"
+                );
+            }
+        }
     }
 
     #[test]

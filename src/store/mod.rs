@@ -69,6 +69,34 @@ pub trait Store: Send + Sync {
     /// Stored UTC 1-minute candles of `symbol` whose minute starts in `[start, end)`.
     fn minute_candles(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Candle>>;
 
+    /// The same candles as [`Store::minute_candles`], handed to `visit` in time-ordered
+    /// slices; a store that holds them in memory lends them instead of copying.
+    fn visit_minute_candles(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        visit: &mut dyn FnMut(&[Candle]),
+    ) -> Result<()> {
+        visit(&self.minute_candles(symbol, start, end)?);
+        Ok(())
+    }
+
+    /// UTC 1-hour candles of `symbol` whose hour starts in `[start, end)`, both whole UTC
+    /// hours, rolled up from the 1-minute candles, in time-ordered slices.
+    fn visit_hour_candles(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        visit: &mut dyn FnMut(&[Candle]),
+    ) -> Result<()> {
+        visit(&crate::candles::hour_candles(
+            &self.minute_candles(symbol, start, end)?,
+        ));
+        Ok(())
+    }
+
     /// The close of the last 1-minute candle of `symbol` that starts before `before`.
     fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>>;
 

@@ -344,6 +344,8 @@ struct CandleCache {
     /// Candles held, over all entries.
     len: usize,
     by_file: HashMap<(String, Symbol), Arc<Vec<Candle>>>,
+    /// The same rolled up to UTC hours.
+    hours_by_file: HashMap<(String, Symbol), Arc<Vec<Candle>>>,
 }
 
 impl ParquetStore {
@@ -411,6 +413,28 @@ impl ParquetStore {
         cache.len += all.len();
         cache.by_file.insert(key, all.clone());
         Ok(all)
+    }
+
+    /// All of `symbol`'s 1-hour candles in `file`, rolled up once from its 1-minute candles.
+    fn file_hours(&self, file: &str, symbol: &Symbol) -> Result<Arc<Vec<Candle>>> {
+        let key = (file.to_string(), symbol.clone());
+        if let Some(hit) = self
+            .cache
+            .candles
+            .lock()
+            .expect("no panics while held")
+            .hours_by_file
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
+        let hours = Arc::new(crate::candles::hour_candles(
+            &self.file_candles(file, symbol)?,
+        ));
+        let mut cache = self.cache.candles.lock().expect("no panics while held");
+        cache.len += hours.len();
+        cache.hours_by_file.insert(key, hours.clone());
+        Ok(hours)
     }
 
     pub fn dir(&self) -> &Path {
@@ -681,13 +705,40 @@ impl Store for ParquetStore {
 
     fn minute_candles(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Candle>> {
         let mut out = Vec::new();
+        self.visit_minute_candles(symbol, start, end, &mut |c| out.extend_from_slice(c))?;
+        Ok(out)
+    }
+
+    fn visit_minute_candles(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        visit: &mut dyn FnMut(&[Candle]),
+    ) -> Result<()> {
         for p in self.partitions_for(symbol, start, end)? {
             let all = self.file_candles(&p.candles_file, symbol)?;
             let from = all.partition_point(|c| c.time < start);
             let to = all.partition_point(|c| c.time < end);
-            out.extend_from_slice(&all[from..to]);
+            visit(&all[from..to]);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    fn visit_hour_candles(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        visit: &mut dyn FnMut(&[Candle]),
+    ) -> Result<()> {
+        for p in self.partitions_for(symbol, start, end)? {
+            let all = self.file_hours(&p.candles_file, symbol)?;
+            let from = all.partition_point(|c| c.time < start);
+            let to = all.partition_point(|c| c.time < end);
+            visit(&all[from..to]);
+        }
+        Ok(())
     }
 
     fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {
