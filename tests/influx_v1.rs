@@ -205,3 +205,78 @@ fn shards_and_resume_write_each_chunk_exactly_once() {
     assert!(report.ok(), "{:?}", report.listed);
     assert_eq!(report.trades_counted, 30_000);
 }
+
+/// A load started through the API into the real influxd, watched to the end with its batch
+/// statistics, then served back by the same server.
+#[test]
+fn an_api_ingestion_writes_into_influxdb_and_is_served_back() {
+    let server = Influxd::start();
+    let influx = config(&server, "trades");
+    setup(&influx).unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let state = ohlcv::api::AppState::new(
+        Arc::new(InfluxStore::new(influx.clone()).unwrap()),
+        Arc::new(ohlcv::ingest::jobs::Jobs::new(
+            ohlcv::ingest::jobs::Target::Influx {
+                config: Box::new(influx),
+                write: WriteOptions::default(),
+                checkpoint_dir: checkpoints.path().to_path_buf(),
+            },
+        )),
+        ohlcv::api::LoadDefaults {
+            config: common::small_config(25_000),
+            threads: 2,
+            retention_days: 3650,
+        },
+        Duration::from_secs(30),
+    );
+    let (url, _rt) = common::serve(state);
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(format!("{url}/api/v1/ingestions"))
+        .json(&serde_json::json!({"store": "influxdb"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let status = loop {
+        let v: serde_json::Value = client
+            .get(format!("{url}/api/v1/ingestions/1"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if v["state"] != "running" && v["state"] != "queued" {
+            break v;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!(status["processed"], 25_000);
+    assert!(
+        status["batches"]["batches"].as_u64().unwrap() >= 3,
+        "{status}"
+    );
+    assert!(status["batches"]["bytes_sent"].as_u64().unwrap() > 1_000_000);
+    let symbols: serde_json::Value = client
+        .get(format!("{url}/api/v1/symbols"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let total: u64 = symbols["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["trades"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 25_000);
+    let candles: serde_json::Value = client
+        .get(format!(
+            "{url}/api/v1/candles?symbol=AAPL&interval=1d&start=2024-03-01&end=2024-03-08"
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(candles["candles"].as_array().unwrap().len(), 5, "{candles}");
+}
