@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use crate::candles::{CandleRow, Interval};
-use crate::model::{Nanos, Symbol, TradeColumns, format_time, write_cents};
+use crate::model::{Nanos, Symbol, TradeColumns, format_time, push_cents, push_int, write_cents};
 
 pub const CANDLES_CSV_HEADER: &str = "time,symbol,open,high,low,close,volume,trades,vwap";
 pub const TRADES_CSV_HEADER: &str = "time,symbol,side,price,amount,trade_id";
@@ -139,21 +139,6 @@ impl CandlesPage {
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
-}
-
-fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-/// Cents as an exact decimal number: `-12.05`.
-fn push_cents(out: &mut Vec<u8>, cents: i64) {
-    if cents < 0 {
-        out.push(b'-');
-    }
-    let abs = cents.unsigned_abs();
-    push_int(out, abs / 100);
-    let frac = (abs % 100) as u8;
-    out.extend_from_slice(&[b'.', b'0' + frac / 10, b'0' + frac % 10]);
 }
 
 /// A number to 4 decimals, as csv's vwap column has it.

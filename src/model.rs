@@ -168,6 +168,25 @@ pub fn write_cents(out: &mut impl fmt::Write, cents: i64) -> fmt::Result {
     write!(out, "{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
+/// Appends an integer's decimal digits.
+#[inline]
+pub fn push_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Appends cents as a decimal number with two fraction digits, e.g. `185.64` or `-0.05`: the
+/// byte-writing twin of [`write_cents`] for line protocol and JSON.
+#[inline]
+pub fn push_cents(out: &mut Vec<u8>, cents: i64) {
+    if cents < 0 {
+        out.push(b'-');
+    }
+    let abs = cents.unsigned_abs();
+    push_int(out, abs / 100);
+    let frac = (abs % 100) as u8;
+    out.extend_from_slice(&[b'.', b'0' + frac / 10, b'0' + frac % 10]);
+}
+
 impl fmt::Display for Price {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_cents(f, self.0)

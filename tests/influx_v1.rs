@@ -9,13 +9,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::influxd::Influxd;
-use ohlcv::candles::Fill;
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::influx::{
     self, BatchStats, InfluxLoadOptions, RetryPolicy, Shard, WriteOptions,
 };
 use ohlcv::ingest::{IngestError, Progress};
-use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::influx::{Api, InfluxConfig, InfluxStore, QueryLanguage, SetupOutcome, setup};
 use ohlcv::store::parquet::ParquetStore;
 use ohlcv::store::{Store, StoreError};
@@ -94,29 +92,14 @@ fn round_trip_counts_candles_and_verify_match_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     common::load(dir.path(), &common::options(load.clone()));
     let parquet = ParquetStore::new(dir.path());
-    for symbol in &load.symbols {
-        let a = store
-            .trades(symbol, i64::MIN / 2, i64::MAX / 2, None)
-            .unwrap();
-        let b = parquet.trades(symbol, i64::MIN, i64::MAX, None).unwrap();
-        assert_eq!(a, b, "{symbol}");
-        let tz = chrono_tz::America::New_York;
-        for interval in ["1m", "1h", "1d", "1w", "7s"] {
-            let q = CandleQuery {
-                symbol: symbol.clone(),
-                interval: interval.parse().unwrap(),
-                start: query::parse_time("2024-02-20", tz).unwrap(),
-                end: query::parse_time("2024-04-10", tz).unwrap(),
-                tz,
-                fill: Fill::Previous,
-            };
-            assert_eq!(
-                query::candles(&store, &q).unwrap(),
-                query::candles(&parquet, &q).unwrap(),
-                "{symbol} {interval}"
-            );
-        }
-    }
+    let ny = chrono_tz::America::New_York;
+    common::assert_same_data(
+        &store,
+        &parquet,
+        &load,
+        &[("1m", ny), ("1h", ny), ("1d", ny), ("1w", ny), ("7s", ny)],
+        ("2024-02-20", "2024-04-10"),
+    );
 
     // Loading again rewrites the same points: still exactly N.
     run(&options(load, influx, checkpoints.path())).unwrap();

@@ -343,10 +343,18 @@ struct Cache {
 struct CandleCache {
     /// Candles held, over all entries.
     len: usize,
-    by_file: HashMap<(String, Symbol), Arc<Vec<Candle>>>,
-    /// The same rolled up to UTC hours.
-    hours_by_file: HashMap<(String, Symbol), Arc<Vec<Candle>>>,
+    entries: HashMap<(Level, String, Symbol), Arc<Vec<Candle>>>,
 }
+
+/// The two rollup levels the cache holds: stored UTC 1-minute candles, and UTC 1-hour candles
+/// made from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Level {
+    Minutes,
+    Hours,
+}
+
+type LevelFn = fn(&ParquetStore, &str, &Symbol) -> Result<Arc<Vec<Candle>>>;
 
 impl ParquetStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -382,59 +390,78 @@ impl ParquetStore {
 
     /// All of `symbol`'s 1-minute candles in `file`, decoded once.
     fn file_candles(&self, file: &str, symbol: &Symbol) -> Result<Arc<Vec<Candle>>> {
-        let key = (file.to_string(), symbol.clone());
-        if let Some(hit) = self
-            .cache
-            .candles
-            .lock()
-            .expect("no panics while held")
-            .by_file
-            .get(&key)
-        {
-            return Ok(hit.clone());
-        }
-        let mut all = Vec::new();
-        self.scan(
-            file,
-            symbol,
-            i64::MIN,
-            i64::MAX,
-            false,
-            |batch, rows, scale| {
-                read_candles(batch, rows, scale, &mut all);
-                true
-            },
-        )?;
-        let all = Arc::new(all);
-        let mut cache = self.cache.candles.lock().expect("no panics while held");
-        if cache.len + all.len() > CACHE_MAX_CANDLES {
-            *cache = CandleCache::default();
-        }
-        cache.len += all.len();
-        cache.by_file.insert(key, all.clone());
-        Ok(all)
+        self.cached(Level::Minutes, file, symbol, || {
+            let mut all = Vec::new();
+            self.scan(
+                file,
+                symbol,
+                i64::MIN,
+                i64::MAX,
+                false,
+                |batch, rows, scale| {
+                    read_candles(batch, rows, scale, &mut all);
+                    true
+                },
+            )?;
+            Ok(all)
+        })
     }
 
     /// All of `symbol`'s 1-hour candles in `file`, rolled up once from its 1-minute candles.
     fn file_hours(&self, file: &str, symbol: &Symbol) -> Result<Arc<Vec<Candle>>> {
-        let key = (file.to_string(), symbol.clone());
+        self.cached(Level::Hours, file, symbol, || {
+            Ok(crate::candles::hour_candles(
+                &self.file_candles(file, symbol)?,
+            ))
+        })
+    }
+
+    /// The cache entry of (`level`, `file`, `symbol`), computed by `compute` on a miss. The
+    /// lock is not held while computing: two racing misses compute the same candles twice.
+    fn cached(
+        &self,
+        level: Level,
+        file: &str,
+        symbol: &Symbol,
+        compute: impl FnOnce() -> Result<Vec<Candle>>,
+    ) -> Result<Arc<Vec<Candle>>> {
+        let key = (level, file.to_string(), symbol.clone());
         if let Some(hit) = self
             .cache
             .candles
             .lock()
             .expect("no panics while held")
-            .hours_by_file
+            .entries
             .get(&key)
         {
             return Ok(hit.clone());
         }
-        let hours = Arc::new(crate::candles::hour_candles(
-            &self.file_candles(file, symbol)?,
-        ));
+        let candles = Arc::new(compute()?);
         let mut cache = self.cache.candles.lock().expect("no panics while held");
-        cache.len += hours.len();
-        cache.hours_by_file.insert(key, hours.clone());
-        Ok(hours)
+        if cache.len + candles.len() > CACHE_MAX_CANDLES {
+            *cache = CandleCache::default();
+        }
+        cache.len += candles.len();
+        cache.entries.insert(key, candles.clone());
+        Ok(candles)
+    }
+
+    /// Lends the cached candles (`level`: minutes or hours) of each partition in range.
+    fn visit_cached(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        level: LevelFn,
+        visit: &mut dyn FnMut(&[Candle]),
+    ) -> Result<()> {
+        for p in self.partitions_for(symbol, start, end)? {
+            let all = level(self, &p.candles_file, symbol)?;
+            let from = all.partition_point(|c| c.time < start);
+            let to = all.partition_point(|c| c.time < end);
+            visit(&all[from..to]);
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -716,13 +743,7 @@ impl Store for ParquetStore {
         end: Nanos,
         visit: &mut dyn FnMut(&[Candle]),
     ) -> Result<()> {
-        for p in self.partitions_for(symbol, start, end)? {
-            let all = self.file_candles(&p.candles_file, symbol)?;
-            let from = all.partition_point(|c| c.time < start);
-            let to = all.partition_point(|c| c.time < end);
-            visit(&all[from..to]);
-        }
-        Ok(())
+        self.visit_cached(symbol, start, end, Self::file_candles, visit)
     }
 
     fn visit_hour_candles(
@@ -732,13 +753,7 @@ impl Store for ParquetStore {
         end: Nanos,
         visit: &mut dyn FnMut(&[Candle]),
     ) -> Result<()> {
-        for p in self.partitions_for(symbol, start, end)? {
-            let all = self.file_hours(&p.candles_file, symbol)?;
-            let from = all.partition_point(|c| c.time < start);
-            let to = all.partition_point(|c| c.time < end);
-            visit(&all[from..to]);
-        }
-        Ok(())
+        self.visit_cached(symbol, start, end, Self::file_hours, visit)
     }
 
     fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {

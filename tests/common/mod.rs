@@ -10,10 +10,13 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use ohlcv::api::{self, AppState, LoadDefaults};
+use ohlcv::candles::Fill;
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::jobs::{Jobs, Target};
 use ohlcv::ingest::{self, LoadOptions, LoadSummary, Progress};
 use ohlcv::model::Symbol;
+use ohlcv::query::{self, CandleQuery};
+use ohlcv::store::Store;
 use ohlcv::store::parquet::ParquetStore;
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -76,6 +79,43 @@ pub fn serve(state: AppState) -> (String, tokio::runtime::Runtime) {
         url
     });
     (url, runtime)
+}
+
+/// Asserts that `store` and `reference` hold the same trades of every symbol of `load`, and
+/// give the same candles (fill previous) at each (interval, zone) over `[start, end)` dates.
+pub fn assert_same_data(
+    store: &dyn Store,
+    reference: &dyn Store,
+    load: &GeneratorConfig,
+    intervals: &[(&str, chrono_tz::Tz)],
+    (start, end): (&str, &str),
+) {
+    for symbol in &load.symbols {
+        assert_eq!(
+            store
+                .trades(symbol, i64::MIN / 2, i64::MAX / 2, None)
+                .unwrap(),
+            reference
+                .trades(symbol, i64::MIN / 2, i64::MAX / 2, None)
+                .unwrap(),
+            "{symbol}"
+        );
+        for &(interval, tz) in intervals {
+            let q = CandleQuery {
+                symbol: symbol.clone(),
+                interval: interval.parse().unwrap(),
+                start: query::parse_time(start, tz).unwrap(),
+                end: query::parse_time(end, tz).unwrap(),
+                tz,
+                fill: Fill::Previous,
+            };
+            assert_eq!(
+                query::candles(store, &q).unwrap(),
+                query::candles(reference, &q).unwrap(),
+                "{symbol} {interval} {tz}"
+            );
+        }
+    }
 }
 
 pub fn load(dir: &Path, options: &LoadOptions) -> LoadSummary {

@@ -12,7 +12,7 @@
 use influxdb_line_protocol::builder::LineProtocolBuilder;
 
 use crate::candles::Candle;
-use crate::model::{Symbol, TradeColumns};
+use crate::model::{Symbol, TradeColumns, push_cents, push_int};
 
 pub const TRADE: &str = "trade";
 pub const CANDLE: &str = "candle_1m";
@@ -51,23 +51,6 @@ impl SeriesKeys {
             candle: series_key(CANDLE, &[("symbol", s)]),
         }
     }
-}
-
-#[inline]
-fn push_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-}
-
-/// Writes cents as a float literal with two decimals, e.g. `185.64`.
-#[inline]
-fn push_cents(out: &mut Vec<u8>, cents: i64) {
-    if cents < 0 {
-        out.push(b'-');
-    }
-    let abs = cents.unsigned_abs();
-    push_int(out, abs / 100);
-    let frac = (abs % 100) as u8;
-    out.extend_from_slice(&[b'.', b'0' + frac / 10, b'0' + frac % 10]);
 }
 
 /// Appends trade `i` of `trades` as one line.
