@@ -360,6 +360,9 @@ fn secrets_never_reach_a_response_or_a_log_line() {
             config: common::small_config(1_000),
             threads: 1,
             retention_days: 3650,
+            replace: false,
+            resume: false,
+            shard: ohlcv::ingest::influx::Shard::ALL,
         },
         TIMEOUT,
     );
@@ -459,6 +462,9 @@ fn a_request_over_the_timeout_gets_a_503_problem() {
             config: common::small_config(1_000),
             threads: 1,
             retention_days: 3650,
+            replace: false,
+            resume: false,
+            shard: ohlcv::ingest::influx::Shard::ALL,
         },
         Duration::from_millis(200),
     );

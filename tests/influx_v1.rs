@@ -210,6 +210,9 @@ fn an_api_ingestion_writes_into_influxdb_and_is_served_back() {
             config: common::small_config(25_000),
             threads: 2,
             retention_days: 3650,
+            replace: false,
+            resume: false,
+            shard: ohlcv::ingest::influx::Shard::ALL,
         },
         Duration::from_secs(30),
     );

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{AppState, Problem};
 use crate::generator::{GeneratorConfig, MarketPlan};
+use crate::ingest::influx::Shard;
 use crate::ingest::jobs::{JobError, JobSettings, JobState, JobStatus, Target};
 use crate::model::Symbol;
 
@@ -22,6 +23,10 @@ pub struct LoadDefaults {
     pub config: GeneratorConfig,
     pub threads: usize,
     pub retention_days: u32,
+    pub replace: bool,
+    pub resume: bool,
+    /// InfluxDB: the share of every load this server writes.
+    pub shard: Shard,
 }
 
 /// Largest load one request may ask for: 10 billion trades.
@@ -138,8 +143,8 @@ fn settings(state: &AppState, body: &Bytes) -> Result<JobSettings, Problem> {
             ));
         }
     }
-    let flag = |param: &'static str, v: &Option<Value>| -> Result<bool, Problem> {
-        v.as_ref().map_or(Ok(false), |v| {
+    let flag = |param: &'static str, v: &Option<Value>, default: bool| -> Result<bool, Problem> {
+        v.as_ref().map_or(Ok(default), |v| {
             v.as_bool().ok_or_else(|| {
                 invalid(
                     "invalid_flag",
@@ -149,7 +154,8 @@ fn settings(state: &AppState, body: &Bytes) -> Result<JobSettings, Problem> {
             })
         })
     };
-    let (replace, resume) = (flag("replace", &r.replace)?, flag("resume", &r.resume)?);
+    let replace = flag("replace", &r.replace, d.replace)?;
+    let resume = flag("resume", &r.resume, d.resume)?;
     // The plan fails fast on settings no generator run could satisfy (no session in range).
     MarketPlan::new(config.clone()).map_err(|e| invalid("invalid_load", e.to_string(), "body"))?;
     Ok(JobSettings {
@@ -158,6 +164,7 @@ fn settings(state: &AppState, body: &Bytes) -> Result<JobSettings, Problem> {
         resume,
         threads: d.threads,
         retention_days: d.retention_days,
+        shard: d.shard,
     })
 }
 

@@ -113,6 +113,9 @@ fn serve(store: Box<dyn Store>, target: Target, args: &ServeArgs) -> anyhow::Res
                 config: args.load.generator_config(),
                 threads: args.load.threads,
                 retention_days: args.load.retention,
+                replace: args.load.replace,
+                resume: args.load.resume,
+                shard: args.load.shard,
             },
             Duration::from_secs(args.request_timeout_secs),
         );

@@ -52,6 +52,9 @@ pub struct JobSettings {
     pub threads: usize,
     #[serde(skip)]
     pub retention_days: u32,
+    /// InfluxDB: the share of the load to write.
+    #[serde(skip)]
+    pub shard: Shard,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -291,7 +294,7 @@ fn run(target: &Target, job: &Job) {
                 config: s.config.clone(),
                 influx: (**config).clone(),
                 write: write.clone(),
-                shard: Shard::ALL,
+                shard: s.shard,
                 resume: s.resume,
                 replace: s.replace,
                 checkpoint_dir: checkpoint_dir.clone(),

@@ -59,6 +59,9 @@ pub fn app_state(dir: &Path, defaults: GeneratorConfig, timeout: std::time::Dura
             config: defaults,
             threads: 2,
             retention_days: 3650,
+            replace: false,
+            resume: false,
+            shard: ohlcv::ingest::influx::Shard::ALL,
         },
         timeout,
     )
