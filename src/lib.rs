@@ -1,3 +1,20 @@
+//! OHLCV: generate, store and serve stock trades and OHLCV candles at the scale of hundreds of
+//! millions of trades. The `ohlcv` binary (`src/bin/ohlcv.rs`) only parses arguments and calls
+//! into these modules, one per concept (ARCHITECTURE.md has the data flow):
+//!
+//! - [`model`]: trades, symbols, prices in cents, trades in columns.
+//! - [`calendar`]: NYSE sessions, holidays and early closes.
+//! - [`generator`]: the deterministic market; every trade reproducible from a seed.
+//! - [`candles`]: intervals, time-zone bucketing, rollup and fill.
+//! - [`store`]: the [`store::Store`] read contract; the embedded Parquet store and InfluxDB.
+//! - [`ingest`]: loads into either store, resumable, and loads as background jobs.
+//! - [`query`]: candles and trades over any store.
+//! - [`verify`]: exact check of a stored load against the generator.
+//! - [`api`]: the HTTP server (`ohlcv serve`), its metrics and OpenAPI document.
+//! - [`format`]: csv, JSON and table output shared by the CLI and the API.
+//! - [`config`]: the command line, each flag with its environment variable.
+//! - [`telemetry`]: JSON logs and process resource figures.
+
 pub mod api;
 pub mod calendar;
 pub mod candles;
