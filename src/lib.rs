@@ -11,7 +11,7 @@
 //! - [`query`]: candles and trades over any store.
 //! - [`verify`]: exact check of a stored load against the generator.
 //! - [`api`]: the HTTP server (`ohlcv serve`), its metrics and OpenAPI document.
-//! - [`format`]: csv, JSON and table output shared by the CLI and the API.
+//! - [`format`](mod@format): csv, JSON and table output shared by the CLI and the API.
 //! - [`config`]: the command line, each flag with its environment variable.
 //! - [`telemetry`]: JSON logs and process resource figures.
 

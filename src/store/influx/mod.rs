@@ -1,4 +1,4 @@
-//! InfluxDB as a store: setup, the write endpoint's semantics, and the [`Store`] read side,
+//! InfluxDB as a store: setup, the write endpoint's semantics, and the [`Store`](crate::store::Store) read side,
 //! in InfluxQL (`/query`, served by InfluxDB 1.x, by 2.x through its v1 compatibility API and
 //! by 3.x) or in Flux (`/api/v2/query`, served by 2.x and 1.8+).
 //!
