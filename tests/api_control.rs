@@ -36,18 +36,6 @@ fn get(url: &str) -> (u16, Value) {
     json_of(Client::new().get(url).send().unwrap())
 }
 
-/// Polls an ingestion until `done` holds for its status (each poll is a real request).
-fn watch(url: &str, done: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let (status, v) = get(url);
-        assert_eq!(status, 200, "{v}");
-        if done(&v) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +55,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     assert_eq!(location, "/api/v1/ingestions/1");
     let job = format!("{url}{location}");
 
-    let running = watch(&job, |v| v["processed"].as_u64() > Some(0));
+    let running = common::watch(&job, |v| v["processed"].as_u64() > Some(0));
     assert_eq!(running["state"], "running");
     assert_eq!(running["total"], 3_000_000);
     // One load at a time.
@@ -84,7 +72,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
 
     let (status, _) = post(&format!("{job}/cancel"), None);
     assert_eq!(status, 202);
-    let cancelled = watch(&job, |v| v["state"] != "running");
+    let cancelled = common::watch(&job, |v| v["state"] != "running");
     assert_eq!(cancelled["state"], "cancelled");
     let (_, legacy) = get(&format!("{url}/api/status"));
     assert_eq!(legacy["status"], "idle");
@@ -102,7 +90,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     // The same load again finishes it: the store then holds exactly the load.
     let (status, started) = post(&format!("{url}/api/start"), None);
     assert_eq!(status, 202, "{started}");
-    let done = watch(&format!("{url}/api/v1/ingestions/2"), |v| {
+    let done = common::watch(&format!("{url}/api/v1/ingestions/2"), |v| {
         v["state"] != "running" && v["state"] != "queued"
     });
     assert_eq!(done["state"], "completed", "{done}");
@@ -372,7 +360,7 @@ fn secrets_never_reach_a_response_or_a_log_line() {
         Some(json!({"store": "influxdb"})),
     );
     assert_eq!(status, 202, "{started}");
-    let failed = watch(&format!("{url}/api/v1/ingestions/1"), |v| {
+    let failed = common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
         v["state"] == "failed"
     });
     assert!(
@@ -496,7 +484,7 @@ fn a_graceful_shutdown_stops_a_running_load_cleanly() {
     });
     let (status, _) = post(&format!("{url}/api/start"), None);
     assert_eq!(status, 202);
-    watch(&format!("{url}/api/v1/ingestions/1"), |v| {
+    common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
         v["processed"].as_u64() > Some(0)
     });
     stop.send(()).unwrap();

@@ -224,18 +224,9 @@ fn an_api_ingestion_writes_into_influxdb_and_is_served_back() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
-    let status = loop {
-        let v: serde_json::Value = client
-            .get(format!("{url}/api/v1/ingestions/1"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if v["state"] != "running" && v["state"] != "queued" {
-            break v;
-        }
-        std::thread::yield_now();
-    };
+    let status = common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
+        v["state"] != "running" && v["state"] != "queued"
+    });
     assert_eq!(status["state"], "completed", "{status}");
     assert_eq!(status["processed"], 25_000);
     assert!(

@@ -223,21 +223,17 @@ fn load_influx(cli: &Cli, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         "load complete"
     );
     let mut out = std::io::stdout().lock();
-    writeln!(out, "trades          {}", summary.trades)?;
-    writeln!(
-        out,
-        "written         {} ({} chunks, {} already acknowledged)",
-        summary.written, summary.chunks, summary.chunks_skipped
+    write_load_figures(
+        &mut out,
+        summary.trades,
+        &format!(
+            "{} ({} chunks, {} already acknowledged)",
+            summary.written, summary.chunks, summary.chunks_skipped
+        ),
+        summary.seconds,
+        summary.trades_per_second,
+        summary.peak_rss_bytes,
     )?;
-    writeln!(out, "seconds         {:.2}", summary.seconds)?;
-    writeln!(out, "trades/s        {:.0}", summary.trades_per_second)?;
-    if let Some(b) = summary.peak_rss_bytes {
-        writeln!(
-            out,
-            "peak RSS        {:.1} MiB",
-            b as f64 / (1024.0 * 1024.0)
-        )?;
-    }
     writeln!(
         out,
         "batches         {} sent, {} retried, {} failed, {} split",
@@ -278,19 +274,20 @@ fn load(store: &ParquetStore, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         "load complete"
     );
     let mut out = std::io::stdout().lock();
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    writeln!(out, "trades          {}", summary.trades)?;
-    writeln!(
-        out,
-        "written         {} ({} partitions, {} already on disk, {} beyond retention)",
-        summary.written, summary.partitions, summary.partitions_skipped, summary.partitions_expired
+    write_load_figures(
+        &mut out,
+        summary.trades,
+        &format!(
+            "{} ({} partitions, {} already on disk, {} beyond retention)",
+            summary.written,
+            summary.partitions,
+            summary.partitions_skipped,
+            summary.partitions_expired
+        ),
+        summary.seconds,
+        summary.trades_per_second,
+        summary.peak_rss_bytes,
     )?;
-    writeln!(out, "seconds         {:.2}", summary.seconds)?;
-    writeln!(out, "trades/s        {:.0}", summary.trades_per_second)?;
-    match summary.peak_rss_bytes {
-        Some(b) => writeln!(out, "peak RSS        {:.1} MiB", mib(b))?,
-        None => writeln!(out, "peak RSS        unknown on this OS")?,
-    }
     writeln!(
         out,
         "bytes on disk   {} ({:.1} MiB, {:.2} bytes/trade)",
@@ -299,6 +296,29 @@ fn load(store: &ParquetStore, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         summary.bytes_on_disk as f64 / summary.trades.max(1) as f64
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The lines both loads' summaries start with.
+fn write_load_figures(
+    out: &mut impl Write,
+    trades: u64,
+    written: &str,
+    seconds: f64,
+    trades_per_second: f64,
+    peak_rss_bytes: Option<u64>,
+) -> std::io::Result<()> {
+    writeln!(out, "trades          {trades}")?;
+    writeln!(out, "written         {written}")?;
+    writeln!(out, "seconds         {seconds:.2}")?;
+    writeln!(out, "trades/s        {trades_per_second:.0}")?;
+    match peak_rss_bytes {
+        Some(b) => writeln!(out, "peak RSS        {:.1} MiB", mib(b)),
+        None => writeln!(out, "peak RSS        unknown on this OS"),
+    }
 }
 
 /// Runs a load with progress reporting and Ctrl-C/SIGTERM handling.

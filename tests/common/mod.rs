@@ -121,6 +121,19 @@ pub fn assert_same_data(
     }
 }
 
+/// Polls the JSON at `url` until `done` holds for it; each poll is a real request.
+pub fn watch(url: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    loop {
+        let r = reqwest::blocking::get(url).unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let v: serde_json::Value = r.json().unwrap();
+        if done(&v) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
 pub fn load(dir: &Path, options: &LoadOptions) -> LoadSummary {
     ingest::load(dir, options, &Progress::default()).expect("load succeeds")
 }
