@@ -10,9 +10,26 @@ use clap::{Args, Parser, Subcommand};
 use crate::candles::{Fill, Interval};
 use crate::format::Format;
 use crate::generator::GeneratorConfig;
-use crate::ingest::influx::{RetryPolicy, Shard, WriteOptions};
+use crate::ingest::{LoadSpec, RetryPolicy, Shard, Target, WriteOptions};
 use crate::model::Symbol;
-use crate::store::influx::{Api, InfluxConfig, InfluxError, QueryLanguage, Secret};
+use crate::store::influx::{self, Api, InfluxConfig, InfluxError, QueryLanguage, Secret};
+use crate::store::parquet::ParquetStore;
+use crate::store::{Store, StoreError};
+
+/// Settings that parse but cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Influx(#[from] InfluxError),
+    #[error("cannot read the token file {}", path.display())]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,17 +94,18 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    pub fn influx(&self) -> Result<InfluxConfig, InfluxError> {
+    pub fn influx(&self) -> Result<InfluxConfig, ConfigError> {
         let url = self.influxdb_url.as_deref().ok_or_else(|| {
             InfluxError::Url("(unset): set INFLUXDB_URL or --influxdb-url".into())
         })?;
         let token = match (&self.influxdb_token, &self.influxdb_token_file) {
             (Some(t), _) => Some(Secret::new(t.trim())),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| InfluxError::TokenFile {
-                    path: path.display().to_string(),
-                    reason: e.kind().to_string(),
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 Some(Secret::new(text.trim()))
             }
             (None, None) => None,
@@ -106,6 +124,32 @@ impl StoreArgs {
             password: self.influxdb_password.as_deref().map(Secret::new),
             retention_days: self.influxdb_retention,
             query_language: self.influxdb_query_language,
+        })
+    }
+
+    /// The store reads go to: the dataset in `data_dir`, or the configured InfluxDB.
+    pub fn open(&self, data_dir: &std::path::Path) -> Result<Box<dyn Store>, ConfigError> {
+        Ok(match self.store {
+            StoreKind::Parquet => Box::new(ParquetStore::new(data_dir)),
+            StoreKind::Influxdb => influx::open(self.influx()?).map_err(StoreError::from)?,
+        })
+    }
+
+    /// Where loads write, with `load`'s write settings; InfluxDB checkpoints go to `data_dir`.
+    pub fn target(
+        &self,
+        data_dir: &std::path::Path,
+        load: &LoadArgs,
+    ) -> Result<Target, ConfigError> {
+        Ok(match self.store {
+            StoreKind::Parquet => Target::Parquet {
+                dir: data_dir.to_path_buf(),
+            },
+            StoreKind::Influxdb => Target::Influx {
+                config: Box::new(self.influx()?),
+                write: load.write_options(),
+                checkpoint_dir: data_dir.to_path_buf(),
+            },
         })
     }
 }
@@ -223,13 +267,22 @@ impl LoadArgs {
         }
     }
 
-    pub fn generator_config(&self) -> GeneratorConfig {
-        GeneratorConfig {
-            trades: self.trades,
-            symbols: self.symbols.clone(),
-            start: self.start,
-            end: self.end,
-            seed: self.seed,
+    /// The load these flags describe.
+    pub fn spec(&self) -> LoadSpec {
+        LoadSpec {
+            load: GeneratorConfig {
+                trades: self.trades,
+                symbols: self.symbols.clone(),
+                start: self.start,
+                end: self.end,
+                seed: self.seed,
+            },
+            replace: self.replace,
+            resume: self.resume,
+            shard: self.shard,
+            threads: self.threads,
+            retention_days: self.retention,
+            as_of: None,
         }
     }
 }

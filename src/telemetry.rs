@@ -1,4 +1,4 @@
-//! Logs and resource figures.
+//! Logs, shutdown signals and resource figures.
 //!
 //! Logs are JSON lines on stderr (one object per event, fields flattened), filtered by
 //! `RUST_LOG` (default `info`), so stdout stays clean for command output such as csv.
@@ -15,6 +15,34 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// An error and its sources, `: `-separated, for a log line or a one-line message.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+/// Resolves on the first Ctrl-C (SIGINT) or SIGTERM: what a command or the server stops on.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn proc_status_kib(field: &str) -> Option<u64> {

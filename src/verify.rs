@@ -26,6 +26,7 @@ pub type Result<T, E = VerifyError> = std::result::Result<T, E>;
 /// At most this many differences are listed; the count covers all.
 const MAX_LISTED: usize = 50;
 
+/// What `verify` found. Its `Display` is what `ohlcv verify` prints.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct VerifyReport {
     pub chunks_checked: u64,
@@ -35,6 +36,25 @@ pub struct VerifyReport {
     pub differences: u64,
     /// The first differences found, one line each.
     pub listed: Vec<String>,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "chunks checked       {}", self.chunks_checked)?;
+        writeln!(f, "trades counted       {}", self.trades_counted)?;
+        writeln!(f, "trades sampled       {}", self.trades_sampled)?;
+        writeln!(f, "sessions recomputed  {}", self.sessions_recomputed)?;
+        writeln!(f, "seconds              {:.2}", self.seconds)?;
+        if self.ok() {
+            return writeln!(f, "OK: the store matches the generator");
+        }
+        writeln!(f, "MISMATCH: {} differences", self.differences)?;
+        for line in &self.listed {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
 }
 
 impl VerifyReport {
@@ -52,6 +72,13 @@ impl VerifyReport {
 
 /// Checks `store` against the generator; `sample` trades are regenerated and compared.
 pub fn verify(store: &dyn Store, sample: usize, seed: u64) -> Result<VerifyReport> {
+    let started = std::time::Instant::now();
+    let mut report = compare(store, sample, seed)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn compare(store: &dyn Store, sample: usize, seed: u64) -> Result<VerifyReport> {
     let manifest = store.manifest()?;
     let mut report = VerifyReport::default();
     if manifest.generator_version != GENERATOR_VERSION {

@@ -11,23 +11,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{AppState, Problem};
-use crate::generator::{GeneratorConfig, MarketPlan};
-use crate::ingest::influx::Shard;
-use crate::ingest::jobs::{JobError, JobSettings, JobState, JobStatus, Target};
+use crate::generator::MarketPlan;
+use crate::ingest::jobs::{JobError, JobState, JobStatus};
+use crate::ingest::{LoadSpec, Target};
 use crate::model::Symbol;
-
-/// The load an ingestion runs when its request leaves a setting out, and the server's other
-/// load settings: what `ohlcv serve` was started with.
-#[derive(Debug, Clone)]
-pub struct LoadDefaults {
-    pub config: GeneratorConfig,
-    pub threads: usize,
-    pub retention_days: u32,
-    pub replace: bool,
-    pub resume: bool,
-    /// InfluxDB: the share of every load this server writes.
-    pub shard: Shard,
-}
 
 /// Largest load one request may ask for: 10 billion trades.
 const MAX_TRADES: u64 = 10_000_000_000;
@@ -37,9 +24,10 @@ fn invalid(code: &'static str, detail: impl Into<String>, param: &'static str) -
     Problem::bad_request(code, detail.into(), param)
 }
 
-/// Validates an ingestion request body: every field optional, each checked.
-fn settings(state: &AppState, body: &Bytes) -> Result<JobSettings, Problem> {
-    let d = &state.load_defaults;
+/// Validates an ingestion request body: every field optional, each checked, the server's
+/// load (`ohlcv serve`'s load flags) standing for those left out.
+fn spec(state: &AppState, body: &Bytes) -> Result<LoadSpec, Problem> {
+    let mut spec = state.load_defaults.as_ref().clone();
     let r: IngestionRequest = if body.is_empty() {
         IngestionRequest::default()
     } else {
@@ -54,7 +42,7 @@ fn settings(state: &AppState, body: &Bytes) -> Result<JobSettings, Problem> {
             )
         })?
     };
-    let mut config = d.config.clone();
+    let config = &mut spec.load;
     if let Some(t) = &r.trades {
         config.trades = t
             .as_u64()
@@ -154,18 +142,12 @@ fn settings(state: &AppState, body: &Bytes) -> Result<JobSettings, Problem> {
             })
         })
     };
-    let replace = flag("replace", &r.replace, d.replace)?;
-    let resume = flag("resume", &r.resume, d.resume)?;
+    spec.replace = flag("replace", &r.replace, spec.replace)?;
+    spec.resume = flag("resume", &r.resume, spec.resume)?;
     // The plan fails fast on settings no generator run could satisfy (no session in range).
-    MarketPlan::new(config.clone()).map_err(|e| invalid("invalid_load", e.to_string(), "body"))?;
-    Ok(JobSettings {
-        config,
-        replace,
-        resume,
-        threads: d.threads,
-        retention_days: d.retention_days,
-        shard: d.shard,
-    })
+    MarketPlan::new(spec.load.clone())
+        .map_err(|e| invalid("invalid_load", e.to_string(), "body"))?;
+    Ok(spec)
 }
 
 fn busy(e: &JobError) -> Problem {
@@ -209,8 +191,10 @@ pub(super) async fn create(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let settings = settings(&state, &body)?;
-    let job = state.jobs.start(settings).map_err(|e| busy(&e))?;
+    let job = state
+        .jobs
+        .start(spec(&state, &body)?)
+        .map_err(|e| busy(&e))?;
     let location = format!("/api/v1/ingestions/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -221,7 +205,7 @@ pub(super) async fn create(
 }
 
 /// The body of `POST /api/v1/ingestions`. Fields are read as JSON values and checked one by
-/// one in [`settings`], so each wrong one gets its own error code.
+/// one in [`spec`], so each wrong one gets its own error code.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct IngestionRequest {
@@ -379,8 +363,10 @@ pub(super) async fn legacy_status(State(state): State<AppState>) -> Response {
         (status = 409, description = "Already running", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn legacy_start(State(state): State<AppState>) -> Result<Response, Problem> {
-    let settings = settings(&state, &Bytes::new())?;
-    let job = state.jobs.start(settings).map_err(|e| busy(&e))?;
+    let job = state
+        .jobs
+        .start(spec(&state, &Bytes::new())?)
+        .map_err(|e| busy(&e))?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/api/v1/ingestions/{}", job.id))],
@@ -422,19 +408,11 @@ pub(super) struct LegacyConfig {
     influxdb: Option<Value>,
 }
 
-/// A URL without any user or password it may carry.
-fn without_userinfo(url: &reqwest::Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.to_string()
-}
-
 /// The load settings, without any secret.
 #[utoipa::path(get, path = "/api/config", tag = "legacy",
     responses((status = 200, description = "The settings", body = LegacyConfig)))]
 pub(super) async fn legacy_config(State(state): State<AppState>) -> Response {
-    let c = &state.load_defaults.config;
+    let c = &state.load_defaults.load;
     let target = state.jobs.target();
     let (batch_size, writers, gzip, influxdb) = match target {
         Target::Parquet { .. } => (crate::ingest::BATCH_ROWS, None, None, None),
@@ -443,7 +421,7 @@ pub(super) async fn legacy_config(State(state): State<AppState>) -> Response {
             Some(write.writers),
             Some(write.gzip),
             Some(serde_json::json!({
-                "url": without_userinfo(&config.url),
+                "url": config.public_url(),
                 "api": config.api,
                 "org": config.org,
                 "bucket": config.bucket,

@@ -1,8 +1,8 @@
 //! RFC 9457 problem details: every error the API returns.
 //!
 //! Clients get a stable `code`, the offending `param` and a human `detail`. A 500 carries only
-//! a request id; what went wrong goes to the log, never to the client (it may name paths or
-//! hosts).
+//! the request's id (the one in its `x-request-id` header); what went wrong goes to the log
+//! under that id, never to the client (it may name paths or hosts).
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +10,30 @@ use serde::Serialize;
 
 use crate::query::QueryError;
 use crate::store::StoreError;
-use crate::store::influx::InfluxError;
+use crate::telemetry;
+
+tokio::task_local! {
+    /// The id of the request being answered, set by the request logger around each handler.
+    static REQUEST_ID: String;
+}
+
+/// Runs `future` as the request `id`.
+pub(super) async fn scope_request_id<F: std::future::Future>(id: String, future: F) -> F::Output {
+    REQUEST_ID.scope(id, future).await
+}
+
+/// The id of the request being answered on this task, if any.
+pub(super) fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(String::clone).ok()
+}
+
+/// Runs `f` (on a blocking thread) as the request `id`, so its errors carry the same id.
+pub(super) fn with_request_id<T>(id: Option<String>, f: impl FnOnce() -> T) -> T {
+    match id {
+        Some(id) => REQUEST_ID.sync_scope(id, f),
+        None => f(),
+    }
+}
 
 /// An error, as RFC 9457 problem details.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -46,9 +69,9 @@ impl Problem {
         Self::new(StatusCode::BAD_REQUEST, code, &detail, Some(param))
     }
 
-    /// An unexpected failure: logged with an id, answered with the id only.
+    /// An unexpected failure: logged with the request's id, answered with the id only.
     pub fn internal(error: &dyn std::fmt::Display) -> Self {
-        let id = request_id();
+        let id = current_request_id().unwrap_or_else(request_id);
         tracing::error!(request_id = %id, error = %error, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -66,13 +89,9 @@ impl Problem {
                 "no load has been stored yet",
                 None,
             ),
-            StoreError::Influx(
-                InfluxError::Unreachable(_)
-                | InfluxError::RetriesExhausted(_)
-                | InfluxError::Server { .. },
-            ) => {
+            StoreError::Unavailable(_) => {
                 // Logged for the operator; the client learns only that the store is down.
-                tracing::warn!(error = %e, "store unavailable");
+                tracing::warn!(error = %telemetry::chain(e), "store unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
@@ -80,7 +99,7 @@ impl Problem {
                     None,
                 )
             }
-            e => Self::internal(e),
+            e => Self::internal(&telemetry::chain(e)),
         }
     }
 

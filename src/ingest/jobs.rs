@@ -2,59 +2,18 @@
 //! counters, cancelled cleanly (the load stops at a batch boundary and leaves what it wrote
 //! resumable).
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::influx::{BatchStats, BatchSummary, InfluxLoadOptions, Shard, WriteOptions};
-use super::{IngestError, LoadOptions, Progress};
-use crate::generator::GeneratorConfig;
+use super::{BatchStats, BatchSummary, IngestError, LoadSpec, Progress, Target};
 use crate::store::StoreError;
-use crate::store::influx::{InfluxConfig, InfluxError};
 
-/// Where the jobs write: the store the server serves.
-#[derive(Debug, Clone)]
-pub enum Target {
-    Parquet {
-        dir: PathBuf,
-    },
-    Influx {
-        config: Box<InfluxConfig>,
-        write: WriteOptions,
-        /// Where checkpoints go.
-        checkpoint_dir: PathBuf,
-    },
-}
-
-impl Target {
-    /// The store's name, as `ohlcv --store` spells it.
-    pub fn store_name(&self) -> &'static str {
-        match self {
-            Target::Parquet { .. } => "parquet",
-            Target::Influx { .. } => "influxdb",
-        }
-    }
-}
-
-/// What one job loads.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct JobSettings {
-    #[serde(flatten)]
-    pub config: GeneratorConfig,
-    /// Delete a different load found in the store instead of failing.
-    pub replace: bool,
-    /// InfluxDB: skip the chunks the checkpoint of this load lists as written.
-    pub resume: bool,
-    #[serde(skip)]
-    pub threads: usize,
-    #[serde(skip)]
-    pub retention_days: u32,
-    /// InfluxDB: the share of the load to write.
-    #[serde(skip)]
-    pub shard: Shard,
+/// A job's lock only guards plain fields: a panic elsewhere cannot leave them half-written.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -71,7 +30,7 @@ pub enum JobState {
 #[derive(Debug)]
 pub struct Job {
     pub id: u64,
-    pub settings: JobSettings,
+    pub spec: LoadSpec,
     pub progress: Progress,
     pub stats: Arc<BatchStats>,
     inner: Mutex<JobInner>,
@@ -92,7 +51,7 @@ pub struct JobStatus {
     pub id: u64,
     pub state: JobState,
     pub store: &'static str,
-    pub settings: JobSettings,
+    pub settings: LoadSpec,
     pub processed: u64,
     pub total: u64,
     pub percentage: f64,
@@ -110,8 +69,8 @@ impl Job {
         self.lock().state
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, JobInner> {
-        self.inner.lock().expect("no panics while held")
+    fn lock(&self) -> MutexGuard<'_, JobInner> {
+        lock(&self.inner)
     }
 
     pub fn status(&self, store: &'static str) -> JobStatus {
@@ -135,7 +94,7 @@ impl Job {
             id: self.id,
             state: inner.state,
             store,
-            settings: self.settings.clone(),
+            settings: self.spec.clone(),
             processed,
             total,
             percentage: if total == 0 {
@@ -188,8 +147,8 @@ impl Jobs {
     }
 
     /// Starts a load in the background, unless one is queued or running.
-    pub fn start(&self, settings: JobSettings) -> Result<Arc<Job>, JobError> {
-        let mut jobs = self.jobs.lock().expect("no panics while held");
+    pub fn start(&self, spec: LoadSpec) -> Result<Arc<Job>, JobError> {
+        let mut jobs = lock(&self.jobs);
         if let Some(busy) = jobs
             .iter()
             .find(|j| matches!(j.state(), JobState::Queued | JobState::Running))
@@ -198,7 +157,7 @@ impl Jobs {
         }
         let job = Arc::new(Job {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            settings,
+            spec,
             progress: Progress::default(),
             stats: Arc::new(BatchStats::default()),
             inner: Mutex::new(JobInner {
@@ -214,16 +173,14 @@ impl Jobs {
             .name(format!("load-{}", job.id))
             .spawn(move || run(&target, &running))
             .expect("a thread can be spawned");
-        let mut threads = self.threads.lock().expect("no panics while held");
+        let mut threads = lock(&self.threads);
         threads.retain(|t| !t.is_finished());
         threads.push(handle);
         Ok(job)
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<Job>> {
-        self.jobs
-            .lock()
-            .expect("no panics while held")
+        lock(&self.jobs)
             .iter()
             .find(|j| j.id == id)
             .cloned()
@@ -231,14 +188,12 @@ impl Jobs {
 
     /// Every job, oldest first.
     pub fn all(&self) -> Vec<Arc<Job>> {
-        self.jobs.lock().expect("no panics while held").clone()
+        lock(&self.jobs).clone()
     }
 
     /// The most recent job.
     pub fn latest(&self) -> Option<Arc<Job>> {
-        self.jobs
-            .lock()
-            .expect("no panics while held")
+        lock(&self.jobs)
             .last()
             .cloned()
     }
@@ -249,7 +204,7 @@ impl Jobs {
             .latest()
             .filter(|j| matches!(j.state(), JobState::Queued | JobState::Running))
             .ok_or(JobError::NotRunning)?;
-        job.progress.cancel.store(true, Ordering::Relaxed);
+        job.progress.cancel();
         Ok(job)
     }
 
@@ -257,7 +212,7 @@ impl Jobs {
     /// written: what a graceful shutdown does.
     pub fn shutdown(&self) {
         let _ = self.cancel_running();
-        let threads = std::mem::take(&mut *self.threads.lock().expect("no panics while held"));
+        let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
             let _ = t.join();
         }
@@ -270,50 +225,14 @@ fn run(target: &Target, job: &Job) {
         inner.state = JobState::Running;
         inner.started = Some(Instant::now());
     }
-    let s = &job.settings;
-    let now = chrono::Utc::now();
-    let result = match target {
-        Target::Parquet { dir } => super::load(
-            dir,
-            &LoadOptions {
-                config: s.config.clone(),
-                threads: s.threads,
-                replace: s.replace,
-                retention_days: s.retention_days,
-                now,
-            },
-            &job.progress,
-        )
-        .map(|_| ()),
-        Target::Influx {
-            config,
-            write,
-            checkpoint_dir,
-        } => super::influx::load(
-            &InfluxLoadOptions {
-                config: s.config.clone(),
-                influx: (**config).clone(),
-                write: write.clone(),
-                shard: s.shard,
-                resume: s.resume,
-                replace: s.replace,
-                checkpoint_dir: checkpoint_dir.clone(),
-                threads: s.threads,
-                retention_days: s.retention_days,
-                now,
-            },
-            &job.progress,
-            &job.stats,
-        )
-        .map(|_| ()),
-    };
+    let result = super::run(target, &job.spec, &job.progress, &job.stats);
     let mut inner = job.lock();
     inner.ended = Some(Instant::now());
     match result {
-        Ok(()) => inner.state = JobState::Completed,
+        Ok(_) => inner.state = JobState::Completed,
         Err(IngestError::Cancelled) => inner.state = JobState::Cancelled,
         Err(e) => {
-            tracing::error!(job = job.id, error = %e, "load failed");
+            tracing::error!(job = job.id, error = %crate::telemetry::chain(&e), "load failed");
             inner.state = JobState::Failed;
             inner.error = Some(public_message(&e));
         }
@@ -328,19 +247,17 @@ fn public_message(e: &IngestError) -> String {
         IngestError::Store(StoreError::DifferentLoad { .. }) => {
             "the store holds a different load; start again with replace: true to delete it".into()
         }
-        IngestError::Influx(InfluxError::Credentials(_))
-        | IngestError::Store(StoreError::Influx(InfluxError::Credentials(_))) => {
-            "InfluxDB rejected the server's credentials".into()
+        IngestError::Store(StoreError::Unauthorized(_)) => {
+            "the store rejected the server's credentials".into()
         }
-        IngestError::Influx(InfluxError::NotFound(_))
-        | IngestError::Store(StoreError::Influx(InfluxError::NotFound(_))) => {
-            "the InfluxDB bucket or database does not exist: run `ohlcv influx setup`".into()
+        IngestError::Store(StoreError::Missing(_)) => {
+            "the store's bucket, database or directory does not exist: run `ohlcv influx setup` for InfluxDB".into()
         }
-        IngestError::Influx(InfluxError::Unreachable(_) | InfluxError::RetriesExhausted(_))
-        | IngestError::Store(StoreError::Influx(InfluxError::Unreachable(_))) => {
-            "InfluxDB is unreachable; the load can be resumed".into()
+        IngestError::Store(StoreError::Unavailable(_)) => {
+            "the store is unreachable; the load can be resumed".into()
         }
         IngestError::Generator(g) => g.to_string(),
+        IngestError::Unsupported(_) => e.to_string(),
         _ => "the load failed; the server log has the details".into(),
     }
 }

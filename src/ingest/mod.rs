@@ -1,29 +1,33 @@
-//! The load pipeline: plan partitions, generate their chunks in parallel, write them to the
-//! store, keep the manifest true at every step.
+//! Loads: generate a [`LoadSpec`]'s trades and write them, with their 1-minute candles, to a
+//! [`Target`], through one entry point, [`run`].
 //!
-//! Each worker thread takes the next partition (one month of a symbol group), generates its
-//! chunks in order and streams them into the partition's writer, so memory is bounded by one
-//! open row group per worker whatever N is. Partitions are independent and deterministic, so
-//! a load interrupted at any point is resumed by running it again: published partitions are
-//! kept, the rest is written anew.
-
-use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
-
-use chrono::{DateTime, Utc};
-
-use crate::candles;
-use crate::generator::{GeneratorConfig, GeneratorError, MarketPlan};
-use crate::model::{NANOS_PER_DAY, Nanos, TradeColumns};
-use crate::store::StoreError;
-use crate::store::manifest::{Manifest, Partition};
-use crate::store::parquet::{ParquetStore, TARGET_ROWS_PER_FILE, month_of};
-use crate::telemetry;
+//! - [`parquet`]: into the embedded store, one worker thread per core, a partition at a time;
+//! - [`influx`]: into InfluxDB, generator threads feeding async writers, with a checkpoint;
+//! - [`progress`]: live counters, and watching a load from a terminal (progress bar or JSON
+//!   lines, Ctrl-C and SIGTERM stop it cleanly);
+//! - [`jobs`]: loads in the background for the HTTP API, one at a time.
+//!
+//! Every load is idempotent and resumable: a chunk's trades depend only on the spec, so what
+//! was written is kept and the rest written anew.
 
 pub mod influx;
 pub mod jobs;
+pub mod parquet;
+pub mod progress;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::generator::{GeneratorConfig, GeneratorError};
+use crate::model::{NANOS_PER_DAY, Nanos};
+use crate::store::StoreError;
+use crate::store::influx::InfluxConfig;
+pub use crate::store::influx::write::{BatchStats, BatchSummary, RetryPolicy, WriteOptions};
+pub use progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -33,254 +37,250 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("load cancelled")]
     Cancelled,
-    #[error(transparent)]
-    Influx(#[from] crate::store::influx::InfluxError),
-    #[error("cannot write the checkpoint {path}: {reason}")]
-    Checkpoint { path: String, reason: String },
+    #[error("cannot write the checkpoint")]
+    Checkpoint(#[source] StoreError),
+    #[error("{0} is supported for InfluxDB loads only")]
+    Unsupported(&'static str),
+}
+
+impl From<crate::store::influx::InfluxError> for IngestError {
+    fn from(e: crate::store::influx::InfluxError) -> Self {
+        IngestError::Store(e.into())
+    }
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 
-/// How to run a load into the embedded store.
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    pub config: GeneratorConfig,
-    /// Worker threads; `0` means one per core. The result does not depend on it.
-    pub threads: usize,
-    /// Delete a different load found in the data directory instead of refusing.
+/// What a load generates and how it treats what the target already holds. The same spec
+/// always writes the same trades; only `load` and the generator version decide them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LoadSpec {
+    #[serde(flatten)]
+    pub load: GeneratorConfig,
+    /// Delete a different load found in the target instead of refusing.
     pub replace: bool,
+    /// InfluxDB: skip the chunks the checkpoint of this load and target lists as written
+    /// (the embedded store always keeps what is published).
+    pub resume: bool,
+    /// InfluxDB: the share of the load to write, to split it among machines.
+    #[serde(skip)]
+    pub shard: Shard,
+    /// Generator threads; 0 means one per core. The trades do not depend on it.
+    #[serde(skip)]
+    pub threads: usize,
+    /// Data ending more than this many days before `as_of` is not written.
+    #[serde(skip)]
     pub retention_days: u32,
-    /// Partitions ending before `now - retention` are not written, and removed if present.
-    pub now: DateTime<Utc>,
+    /// The instant retention is measured from; `None` is the clock when the load starts.
+    #[serde(skip)]
+    pub as_of: Option<DateTime<Utc>>,
 }
 
-/// Live counters a caller can watch while a load runs (progress bars, the API).
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub total: AtomicU64,
-    pub done: AtomicU64,
-    pub cancel: AtomicBool,
+impl LoadSpec {
+    /// The spec of `load` with every other setting at its default.
+    pub fn new(load: GeneratorConfig) -> Self {
+        Self {
+            load,
+            replace: false,
+            resume: false,
+            shard: Shard::ALL,
+            threads: 0,
+            retention_days: 3650,
+            as_of: None,
+        }
+    }
+
+    /// Data ending at or before this instant is beyond the retention.
+    pub(crate) fn retention_cutoff(&self) -> Nanos {
+        let now = self.as_of.unwrap_or_else(Utc::now);
+        now.timestamp_nanos_opt().unwrap_or(i64::MAX) - self.retention_days as i64 * NANOS_PER_DAY
+    }
+
+    /// Worker threads to run (`0` means one per core).
+    pub(crate) fn worker_threads(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LoadSummary {
-    /// Trades the load consists of (less any beyond retention).
-    pub trades: u64,
-    /// Trades written by this run (the rest were already on disk).
-    pub written: u64,
-    pub partitions: usize,
-    pub partitions_skipped: usize,
-    pub partitions_expired: usize,
-    pub seconds: f64,
-    pub trades_per_second: f64,
-    pub peak_rss_bytes: Option<u64>,
-    pub bytes_on_disk: u64,
+/// `K/N`: this machine loads the chunks whose index is `K` modulo `N` (0-based `K`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let err = || format!("invalid shard {s:?}: expected K/N with 0 <= K < N, e.g. 0/4");
+        let (k, n) = s.split_once('/').ok_or_else(err)?;
+        let (index, count): (u32, u32) =
+            (k.parse().map_err(|_| err())?, n.parse().map_err(|_| err())?);
+        if count == 0 || index >= count {
+            return Err(err());
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub(crate) fn owns(&self, chunk: u32) -> bool {
+        chunk % self.count == self.index
+    }
+}
+
+/// Where a load writes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The embedded Parquet dataset in a directory.
+    Parquet { dir: PathBuf },
+    /// An InfluxDB, written as `write` says, with its checkpoints kept in `checkpoint_dir`.
+    Influx {
+        config: Box<InfluxConfig>,
+        write: WriteOptions,
+        checkpoint_dir: PathBuf,
+    },
+}
+
+impl Target {
+    /// The store's name, as `ohlcv --store` spells it.
+    pub fn store_name(&self) -> &'static str {
+        match self {
+            Target::Parquet { .. } => "parquet",
+            Target::Influx { .. } => "influxdb",
+        }
+    }
 }
 
 /// Trades are generated and written in batches of about this many rows (whole minutes), so
 /// memory does not grow with the size of a chunk.
 pub const BATCH_ROWS: usize = 64 * 1024;
 
-/// A partition to write: which symbols (indices into the plan) over which sessions.
-pub(crate) struct Job {
-    pub partition: Partition,
-    pub symbols: Vec<usize>,
-    pub sessions: std::ops::Range<usize>,
+/// What a load is cut into: the unit it skips when resuming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// A month of a symbol group (the embedded store).
+    Partitions,
+    /// A symbol's session (InfluxDB).
+    Chunks,
 }
 
-/// Groups symbols so a file holds about [`TARGET_ROWS_PER_FILE`] trades a month.
-fn symbols_per_group(plan: &MarketPlan, months: usize) -> usize {
-    let n = plan.symbols().len();
-    let per_symbol_month = plan.config().trades / (n * months.max(1)) as u64;
-    ((TARGET_ROWS_PER_FILE / per_symbol_month.max(1)) as usize).clamp(1, n)
+/// What a load did. Its `Display` is the summary `ohlcv load` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadSummary {
+    /// Trades the load consists of (less any beyond retention, and only this shard's).
+    pub trades: u64,
+    /// Trades written by this run (the rest were already stored).
+    pub written: u64,
+    pub unit: Unit,
+    /// Units of the load.
+    pub units: usize,
+    /// Units already stored, skipped by this run.
+    pub skipped: usize,
+    /// Units beyond retention, not written (and removed where present).
+    pub expired: usize,
+    pub seconds: f64,
+    pub trades_per_second: f64,
+    pub peak_rss_bytes: Option<u64>,
+    /// The embedded store's size after the load.
+    pub bytes_on_disk: Option<u64>,
+    /// InfluxDB: what the write path did.
+    pub batches: Option<BatchSummary>,
 }
 
-pub(crate) fn jobs(plan: &MarketPlan) -> Vec<Job> {
-    let sessions = plan.sessions();
-    let mut months: Vec<(String, std::ops::Range<usize>)> = Vec::new();
-    for (i, s) in sessions.iter().enumerate() {
-        let month = month_of(s.open);
-        match months.last_mut() {
-            Some((m, range)) if *m == month => range.end = i + 1,
-            _ => months.push((month, i..i + 1)),
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+impl fmt::Display for LoadSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "trades          {}", self.trades)?;
+        let (unit, stored) = match self.unit {
+            Unit::Partitions => ("partitions", "already on disk"),
+            Unit::Chunks => ("chunks", "already acknowledged"),
+        };
+        write!(
+            f,
+            "written         {} ({} {unit}, {} {stored}",
+            self.written, self.units, self.skipped
+        )?;
+        if self.unit == Unit::Partitions {
+            write!(f, ", {} beyond retention", self.expired)?;
         }
-    }
-    let mut order: Vec<usize> = (0..plan.symbols().len()).collect();
-    order.sort_by(|a, b| plan.symbols()[*a].symbol.cmp(&plan.symbols()[*b].symbol));
-    let per_group = symbols_per_group(plan, months.len());
-    let mut out = Vec::new();
-    for (month, range) in months {
-        for (group, members) in order.chunks(per_group).enumerate() {
-            let (trades_file, candles_file) = ParquetStore::partition_files(&month, group as u32);
-            let trades = members
-                .iter()
-                .flat_map(|s| range.clone().map(move |d| (*s, d)))
-                .map(|(s, d)| plan.chunk(s, d).count)
-                .sum();
-            out.push(Job {
-                partition: Partition {
-                    month: month.clone(),
-                    group: group as u32,
-                    symbols: members
-                        .iter()
-                        .map(|s| plan.symbols()[*s].symbol.clone())
-                        .collect(),
-                    start: sessions[range.start].open,
-                    end: sessions[range.end - 1].close,
-                    trades,
-                    trades_file,
-                    candles_file,
-                },
-                symbols: members.to_vec(),
-                sessions: range.clone(),
-            });
+        writeln!(f, ")")?;
+        writeln!(f, "seconds         {:.2}", self.seconds)?;
+        writeln!(f, "trades/s        {:.0}", self.trades_per_second)?;
+        match self.peak_rss_bytes {
+            Some(b) => writeln!(f, "peak RSS        {:.1} MiB", mib(b))?,
+            None => writeln!(f, "peak RSS        unknown on this OS")?,
         }
-    }
-    out
-}
-
-fn write_job(
-    plan: &MarketPlan,
-    store: &ParquetStore,
-    job: &Job,
-    progress: &Progress,
-) -> Result<Partition> {
-    let mut writer = store.partition_writer(job.partition.clone(), plan.resolution())?;
-    for &s in &job.symbols {
-        let symbol = &plan.symbols()[s].symbol;
-        for d in job.sessions.clone() {
-            if progress.cancel.load(Ordering::Relaxed) {
-                return Err(IngestError::Cancelled);
-            }
-            let mut chunk = plan.chunk_trades(s, d);
-            loop {
-                let mut trades = TradeColumns::with_capacity(BATCH_ROWS + BATCH_ROWS / 4);
-                if !chunk.fill(BATCH_ROWS, &mut trades) {
-                    break;
-                }
-                if trades.is_empty() {
-                    continue;
-                }
-                let candles = candles::minute_candles(&trades);
-                let n = trades.len() as u64;
-                writer.write_batch(symbol, trades, &candles)?;
-                progress.done.fetch_add(n, Ordering::Relaxed);
-            }
-            writer.end_session()?;
+        if let Some(bytes) = self.bytes_on_disk {
+            writeln!(
+                f,
+                "bytes on disk   {bytes} ({:.1} MiB, {:.2} bytes/trade)",
+                mib(bytes),
+                bytes as f64 / self.trades.max(1) as f64
+            )?;
         }
+        if let Some(b) = &self.batches {
+            writeln!(
+                f,
+                "batches         {} sent, {} retried, {} failed, {} split",
+                b.batches, b.retried, b.failed, b.split
+            )?;
+            writeln!(
+                f,
+                "bytes           {} before compression, {} sent",
+                b.bytes_raw, b.bytes_sent
+            )?;
+            writeln!(
+                f,
+                "write latency   p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                b.latency_ms_p50, b.latency_ms_p90, b.latency_ms_p99, b.latency_ms_max
+            )?;
+        }
+        Ok(())
     }
-    Ok(writer.finish()?)
 }
 
-/// Data ending at or before this instant is beyond the retention.
-pub(crate) fn retention_cutoff(now: DateTime<Utc>, retention_days: u32) -> Nanos {
-    now.timestamp_nanos_opt().unwrap_or(i64::MAX) - retention_days as i64 * NANOS_PER_DAY
-}
-
-/// `0` means one per core.
-pub(crate) fn worker_threads(requested: usize) -> usize {
-    if requested == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        requested
-    }
-}
-
-/// Runs a load into the Parquet store at `dir`. Idempotent: the same load again writes nothing
+/// Runs the load `spec` into `target`, counting into `progress` (which also carries the
+/// cancel flag) and, for InfluxDB, `stats`. Idempotent: the same load again writes nothing
 /// new; an interrupted one continues where it stopped.
-pub fn load(dir: &Path, options: &LoadOptions, progress: &Progress) -> Result<LoadSummary> {
-    let started = Instant::now();
-    let plan = MarketPlan::new(options.config.clone())?;
-    let store = ParquetStore::new(dir);
-    std::fs::create_dir_all(dir).map_err(crate::store::io_err(dir))?;
-
-    let mut manifest = Manifest::new(options.config.clone(), options.retention_days);
-    match Manifest::read(dir)? {
-        Some(existing) if !existing.same_load(&manifest) => {
-            if !options.replace {
-                return Err(StoreError::DifferentLoad {
-                    dir: dir.to_path_buf(),
-                    existing: existing.describe(),
-                }
-                .into());
+pub fn run(
+    target: &Target,
+    spec: &LoadSpec,
+    progress: &Progress,
+    stats: &Arc<BatchStats>,
+) -> Result<LoadSummary> {
+    let summary = match target {
+        Target::Parquet { dir } => {
+            if spec.shard != Shard::ALL {
+                return Err(IngestError::Unsupported("--shard"));
             }
-            store.clear()?;
+            parquet::load(dir, spec, progress)?
         }
-        _ => {}
-    }
-    store.remove_temporary_files()?;
-
-    let cutoff = retention_cutoff(options.now, options.retention_days);
-    let mut expired = 0;
-    let mut skipped = 0;
-    let mut todo = Vec::new();
-    for job in jobs(&plan) {
-        if job.partition.end <= cutoff {
-            store.remove_partition(&job.partition)?;
-            expired += 1;
-        } else if store.has_partition(&job.partition) {
-            skipped += 1;
-            manifest.partitions.push(job.partition);
-        } else {
-            todo.push(job);
-        }
-    }
-    manifest.write(dir)?;
-
-    let total: u64 = manifest.partitions.iter().map(|p| p.trades).sum::<u64>()
-        + todo.iter().map(|j| j.partition.trades).sum::<u64>();
-    let to_write: u64 = todo.iter().map(|j| j.partition.trades).sum();
-    progress.total.store(to_write, Ordering::Relaxed);
-    let threads = worker_threads(options.threads);
-
-    // The manifest is rewritten after every published partition, so it always lists exactly
-    // what readers may see, whenever the load stops.
-    let next = AtomicUsize::new(0);
-    let manifest = Mutex::new(manifest);
-    let failure: Mutex<Option<IngestError>> = Mutex::new(None);
-    let publish = |partition: Partition| -> Result<()> {
-        let mut m = manifest.lock().expect("no panics while held");
-        m.partitions.push(partition);
-        m.partitions
-            .sort_by(|a, b| (&a.month, a.group).cmp(&(&b.month, b.group)));
-        Ok(m.write(dir)?)
+        Target::Influx {
+            config,
+            write,
+            checkpoint_dir,
+        } => influx::load(config, write, checkpoint_dir, spec, progress, stats)?,
     };
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(todo.len()).max(1) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = todo.get(i) else { break };
-                    if let Err(e) = write_job(&plan, &store, job, progress).and_then(&publish) {
-                        progress.cancel.store(true, Ordering::Relaxed);
-                        failure
-                            .lock()
-                            .expect("no panics while held")
-                            .get_or_insert(e);
-                        break;
-                    }
-                }
-            });
-        }
-    });
-
-    let mut manifest = manifest.into_inner().expect("threads joined");
-    if let Some(e) = failure.into_inner().expect("threads joined") {
-        return Err(e);
-    }
-    manifest.complete = true;
-    manifest.write(dir)?;
-
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(LoadSummary {
-        trades: total,
-        written: to_write,
-        partitions: manifest.partitions.len(),
-        partitions_skipped: skipped,
-        partitions_expired: expired,
-        seconds,
-        trades_per_second: to_write as f64 / seconds.max(1e-9),
-        peak_rss_bytes: telemetry::peak_rss_bytes(),
-        bytes_on_disk: store.bytes_on_disk()?,
-    })
+    tracing::info!(
+        trades = summary.trades,
+        written = summary.written,
+        seconds = summary.seconds,
+        trades_per_second = summary.trades_per_second,
+        peak_rss_bytes = summary.peak_rss_bytes,
+        bytes_on_disk = summary.bytes_on_disk,
+        batches = summary.batches.as_ref().map(|b| b.batches),
+        retried = summary.batches.as_ref().map(|b| b.retried),
+        failed = summary.batches.as_ref().map(|b| b.failed),
+        latency_ms_p99 = summary.batches.as_ref().map(|b| b.latency_ms_p99),
+        "load complete"
+    );
+    Ok(summary)
 }

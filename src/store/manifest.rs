@@ -1,13 +1,13 @@
-//! The manifest: which load a data directory holds, with which settings, and which partitions
-//! are complete. Written atomically (temporary file, fsync, rename), like every partition.
+//! The manifest: which load a store holds, with which settings, and which partitions are
+//! complete. In a data directory it is `manifest.json`, published like every file
+//! ([`super::publish`]); in InfluxDB it is a point ([`super::influx::line_protocol`]).
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Result, StoreError, io_err};
+use super::{Backend, Result, StoreError, io_err, publish};
 use crate::generator::{GENERATOR_VERSION, GeneratorConfig};
 use crate::model::{Nanos, Symbol};
 
@@ -27,7 +27,8 @@ pub struct Manifest {
     pub partitions: Vec<Partition>,
 }
 
-/// One month of trades (and its 1-minute candles) for a group of symbols.
+/// One month of trades (and its 1-minute candles) for a group of symbols. Where its files are
+/// follows from its month and group ([`super::layout::PartitionFiles`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
     /// `YYYY-MM`.
@@ -38,9 +39,6 @@ pub struct Partition {
     pub start: Nanos,
     pub end: Nanos,
     pub trades: u64,
-    /// Paths relative to the data directory.
-    pub trades_file: String,
-    pub candles_file: String,
 }
 
 impl Manifest {
@@ -76,48 +74,32 @@ impl Manifest {
         )
     }
 
+    /// Parses a manifest read from `origin` (a path, or an InfluxDB target).
+    pub fn parse(json: &[u8], origin: impl Into<std::path::PathBuf>) -> Result<Manifest> {
+        serde_json::from_slice(json).map_err(|source| {
+            StoreError::Corrupt(Backend::Manifest {
+                path: origin.into(),
+                source,
+            })
+        })
+    }
+
+    /// The manifest as one line of JSON (InfluxDB keeps it in a string field).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a manifest is strings, numbers and dates")
+    }
+
     pub fn read(dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| StoreError::Manifest { path, source })
+        match fs::read(&path) {
+            Ok(bytes) => Self::parse(&bytes, path).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
-        write_atomically(&dir.join(MANIFEST_FILE), |f| f.write_all(&json))
+        let json = serde_json::to_vec_pretty(self).expect("a manifest is strings, numbers and dates");
+        publish::write_atomically(&dir.join(MANIFEST_FILE), &json)
     }
-}
-
-/// Writes `path` through a temporary sibling: fsync, rename, fsync of the directory. Readers
-/// see the old file or the whole new one, never part of it, whatever crashes when.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
-) -> Result<()> {
-    let tmp = temp_path(path);
-    let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    write(&mut file).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    publish(&tmp, path)
-}
-
-/// The name a file is written under before it is complete. Readers never list these.
-pub fn temp_path(path: &Path) -> std::path::PathBuf {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    path.with_file_name(format!(".tmp-{name}"))
-}
-
-/// Renames a complete, fsynced temporary file into place and makes the rename durable.
-pub fn publish(tmp: &Path, path: &Path) -> Result<()> {
-    fs::rename(tmp, path).map_err(io_err(path))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
 }

@@ -1,12 +1,22 @@
 //! Where trades and 1-minute candles live once generated.
 //!
-//! [`Store`] is the read side every query goes through; the embedded Parquet dataset
-//! ([`parquet::ParquetStore`]) is the default store and also has the partition writer the load
-//! pipeline uses.
+//! [`Store`] is the read side every query goes through. Two implementations:
+//! - [`parquet::ParquetStore`], the embedded Parquet dataset (the default), which also has the
+//!   partition writer the load pipeline uses;
+//! - [`influx`], InfluxDB over HTTP: one client (configuration, credentials, writes with retry,
+//!   both query transports), administration, and a `Store` each for InfluxQL and Flux.
+//!
+//! Both lay a load out the same way ([`layout`]), describe it with the same [`Manifest`], and
+//! publish files through [`publish`].
+//!
+//! Errors are backend-neutral kinds ([`StoreError`]) with the backend's own error as their
+//! source, so callers decide what to do once per kind, whatever the store.
 
 pub mod influx;
+pub mod layout;
 pub mod manifest;
 pub mod parquet;
+pub mod publish;
 
 use std::path::PathBuf;
 
@@ -14,41 +24,95 @@ use crate::candles::Candle;
 use crate::model::{Nanos, Symbol, TradeColumns};
 pub use manifest::{Manifest, Partition};
 
+/// What went wrong in a store, by what a caller can do about it.
+///
+/// The kinds with a backend error display that error (it already says what and where), and
+/// keep it as their source.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store holds no load (yet).
     #[error("no load found in {0}: run `ohlcv load` first")]
-    Empty(PathBuf),
-    #[error("{dir} holds a different load ({existing}); pass --replace to delete it and load anew")]
-    DifferentLoad { dir: PathBuf, existing: String },
-    #[error("{path}: {source}")]
+    Empty(String),
+    /// A load is asked for into a store holding a different one.
+    #[error(
+        "{target} holds a different load ({existing}); pass --replace to delete it and load anew"
+    )]
+    DifferentLoad { target: String, existing: String },
+    /// The store cannot be reached or read now; trying again later may work.
+    #[error(transparent)]
+    Unavailable(Backend),
+    /// The store refused our credentials.
+    #[error(transparent)]
+    Unauthorized(Backend),
+    /// What the store was told to use (a bucket, a database, a file) does not exist.
+    #[error(transparent)]
+    Missing(Backend),
+    /// The store refused what we wrote.
+    #[error(transparent)]
+    Rejected(Backend),
+    /// The store answered with something we cannot read.
+    #[error(transparent)]
+    Corrupt(Backend),
+}
+
+/// A backend's own error, the source of a [`StoreError`].
+#[derive(Debug, thiserror::Error)]
+pub enum Backend {
+    #[error(transparent)]
+    Influx(#[from] influx::InfluxError),
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Parquet {
         path: PathBuf,
         #[source]
         source: ::parquet::errors::ParquetError,
     },
-    #[error("{path}: unexpected content: {detail}")]
-    Corrupt { path: PathBuf, detail: String },
-    #[error(transparent)]
-    Influx(#[from] influx::InfluxError),
-    #[error("{path}: bad manifest: {source}")]
+    #[error("{}: bad manifest", path.display())]
     Manifest {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
+    #[error("{}: unexpected content: {detail}", path.display())]
+    Content { path: PathBuf, detail: String },
+}
+
+impl StoreError {
+    /// An I/O error on `path`: a file listed but gone means the dataset is damaged; anything
+    /// else (permissions, a full disk, a failing device) is the store being unavailable.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let backend = Backend::Io {
+            path: path.into(),
+            source,
+        };
+        match &backend {
+            Backend::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                StoreError::Missing(backend)
+            }
+            _ => StoreError::Unavailable(backend),
+        }
+    }
+
+    /// Content at `path` that is not what we wrote.
+    pub fn corrupt(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        StoreError::Corrupt(Backend::Content {
+            path: path.into(),
+            detail: detail.into(),
+        })
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// `map_err` adapter for I/O on `path`.
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.into();
-    move |source| StoreError::Io { path, source }
+    move |source| StoreError::io(path, source)
 }
 
 /// The read side of a store.
@@ -104,6 +168,6 @@ pub trait Store: Send + Sync {
     /// from the stored trades themselves.
     fn count_trades(&self, symbol: &Symbol, ranges: &[(Nanos, Nanos)]) -> Result<Vec<u64>>;
 
-    /// What was loaded.
+    /// What was loaded. [`StoreError::Empty`] when nothing was.
     fn manifest(&self) -> Result<Manifest>;
 }

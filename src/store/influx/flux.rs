@@ -11,12 +11,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::client::Client;
 use super::line_protocol::{CANDLE, MANIFEST, SHARD, TRADE};
-use super::{InfluxConfig, InfluxError, Result, check, transport_error};
+use super::{InfluxConfig, InfluxError, Result};
 use crate::candles::Candle;
 use crate::model::{Nanos, Symbol, TradeColumns};
+use crate::store::{self, Manifest, Store};
 
-/// Ranges counted per request by [`Flux::count_trades`]: one `yield` each.
+/// Ranges counted per request by [`Store::count_trades`]: one `yield` each.
 const COUNTS_PER_QUERY: usize = 100;
 
 /// A Flux string literal. `${` would start an interpolation, so `$` is escaped too.
@@ -128,42 +130,25 @@ fn read_tables(
     Ok(())
 }
 
-/// Flux queries against one bucket.
-pub(crate) struct Flux<'a> {
-    pub config: &'a InfluxConfig,
-    pub client: &'a reqwest::blocking::Client,
-    pub bucket: &'a str,
+/// Trades and 1-minute candles in InfluxDB, read with Flux.
+pub struct FluxStore {
+    client: Client,
 }
 
-impl Flux<'_> {
+impl FluxStore {
+    pub fn new(config: InfluxConfig) -> Result<Self> {
+        Ok(Self {
+            client: Client::new(config)?,
+        })
+    }
+
+    fn bucket(&self) -> &str {
+        self.client.config().read_database()
+    }
+
     /// Runs `query` and calls `each(result name, row)` for every record of every table.
-    pub(crate) fn each(
-        &self,
-        query: &str,
-        mut each: impl FnMut(&str, Row) -> Result<()>,
-    ) -> Result<()> {
-        let mut url = self.config.endpoint("api/v2/query");
-        url.query_pairs_mut().append_pair("org", &self.config.org);
-        let body = serde_json::json!({
-            "query": query,
-            "type": "flux",
-            "dialect": {
-                "header": true,
-                "delimiter": ",",
-                "annotations": ["datatype"],
-                "dateTimeFormat": "RFC3339Nano",
-            },
-        });
-        let response = self
-            .client
-            .post(url)
-            .headers(self.config.auth_headers())
-            .header(reqwest::header::ACCEPT, "application/csv")
-            .json(&body)
-            .send()
-            .map_err(transport_error)?;
-        let response = check(response, &self.config.missing_target())?;
-        read_tables(std::io::BufReader::new(response), &mut each)
+    fn each(&self, query: &str, mut each: impl FnMut(&str, Row) -> Result<()>) -> Result<()> {
+        read_tables(self.client.flux(query)?, &mut each)
     }
 
     /// The points of one measurement and symbol in `[start, stop)`, `and`-ed with `predicate`.
@@ -177,19 +162,54 @@ impl Flux<'_> {
     ) -> String {
         format!(
             "from(bucket: {})\n  |> range(start: {start}, stop: {stop})\n  |> filter(fn: (r) => r._measurement == {} and r.symbol == {}{predicate})",
-            string(self.bucket),
+            string(self.bucket()),
             string(measurement),
             string(symbol.as_str()),
         )
     }
 
-    pub(crate) fn trades(
+    /// The `json` field of the manifest point, if there is one.
+    fn manifest_json(&self) -> Result<Option<String>> {
+        let q = format!(
+            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {} and r._field == \"json\")\n  |> last()",
+            string(self.bucket()),
+            string(MANIFEST)
+        );
+        let mut json = None;
+        self.each(&q, |_, r| {
+            json = Some(r.get("_value")?.to_string());
+            Ok(())
+        })?;
+        Ok(json)
+    }
+
+    /// (index, count) of every shard marked as finished.
+    fn shards_done(&self) -> Result<Vec<(u32, u32)>> {
+        let q = format!(
+            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {})\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> keep(columns: [\"index\", \"count\"])",
+            string(self.bucket()),
+            string(SHARD)
+        );
+        let mut done = Vec::new();
+        self.each(&q, |_, r| {
+            done.push((
+                parse(r.get("index")?, "a shard index")?,
+                parse(r.get("count")?, "a shard count")?,
+            ));
+            Ok(())
+        })?;
+        Ok(done)
+    }
+}
+
+impl Store for FluxStore {
+    fn trades(
         &self,
         symbol: &Symbol,
         start: Nanos,
         end: Nanos,
         limit: Option<usize>,
-    ) -> Result<TradeColumns> {
+    ) -> store::Result<TradeColumns> {
         // Buys and sells are separate series (the side tag): group() merges them, and the
         // sort restores time order before the limit takes the first ones.
         let mut q = self.select(TRADE, symbol, &time(start), &time(end), "");
@@ -216,12 +236,12 @@ impl Flux<'_> {
         Ok(out)
     }
 
-    pub(crate) fn minute_candles(
+    fn minute_candles(
         &self,
         symbol: &Symbol,
         start: Nanos,
         end: Nanos,
-    ) -> Result<Vec<Candle>> {
+    ) -> store::Result<Vec<Candle>> {
         let mut q = self.select(CANDLE, symbol, &time(start), &time(end), "");
         q.push_str(
             "\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> keep(columns: [\"_time\", \"open\", \"high\", \"low\", \"close\", \"volume\", \"trades\", \"notional\"])",
@@ -244,7 +264,7 @@ impl Flux<'_> {
         Ok(out)
     }
 
-    pub(crate) fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {
+    fn previous_close(&self, symbol: &Symbol, before: Nanos) -> store::Result<Option<i64>> {
         let q = self.select(
             CANDLE,
             symbol,
@@ -260,11 +280,11 @@ impl Flux<'_> {
         Ok(close)
     }
 
-    pub(crate) fn count_trades(
+    fn count_trades(
         &self,
         symbol: &Symbol,
         ranges: &[(Nanos, Nanos)],
-    ) -> Result<Vec<u64>> {
+    ) -> store::Result<Vec<u64>> {
         let mut counts = vec![0u64; ranges.len()];
         for (batch_index, batch) in ranges.chunks(COUNTS_PER_QUERY).enumerate() {
             let q: Vec<String> = batch
@@ -299,37 +319,10 @@ impl Flux<'_> {
         Ok(counts)
     }
 
-    /// The `json` field of the manifest point, if there is one.
-    pub(crate) fn manifest_json(&self) -> Result<Option<String>> {
-        let q = format!(
-            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {} and r._field == \"json\")\n  |> last()",
-            string(self.bucket),
-            string(MANIFEST)
-        );
-        let mut json = None;
-        self.each(&q, |_, r| {
-            json = Some(r.get("_value")?.to_string());
-            Ok(())
-        })?;
-        Ok(json)
-    }
-
-    /// (index, count) of every shard marked as finished.
-    pub(crate) fn shards_done(&self) -> Result<Vec<(u32, u32)>> {
-        let q = format!(
-            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {})\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> keep(columns: [\"index\", \"count\"])",
-            string(self.bucket),
-            string(SHARD)
-        );
-        let mut done = Vec::new();
-        self.each(&q, |_, r| {
-            done.push((
-                parse(r.get("index")?, "a shard index")?,
-                parse(r.get("count")?, "a shard count")?,
-            ));
-            Ok(())
-        })?;
-        Ok(done)
+    fn manifest(&self) -> store::Result<Manifest> {
+        super::manifest(self.client.config(), self.manifest_json()?, || {
+            Ok(self.shards_done()?)
+        })
     }
 }
 

@@ -1,0 +1,327 @@
+//! Market data over HTTP: symbols, candles and trades of the stored load, every parameter
+//! validated into a problem document, pages as JSON (written by hand, exact prices) or csv.
+
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{AppState, DEFAULT_LIMIT, MAX_BUCKETS, MAX_LIMIT, Problem};
+use crate::candles::{self, Fill, Interval};
+use crate::format::{self, CandleJson, CandlesPage, Format, TradeJson, TradesPage};
+use crate::generator::MarketPlan;
+use crate::model::{Nanos, Symbol, TradeColumns, format_time};
+use crate::query::{self, CandleQuery};
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SymbolList {
+    symbols: Vec<SymbolInfo>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SymbolInfo {
+    symbol: String,
+    first_trade: Option<String>,
+    last_trade: Option<String>,
+    trades: u64,
+}
+
+/// Each symbol of the load with its first and last trade and count, from the load's plan:
+/// the store holds exactly what the generator says (`ohlcv verify`).
+#[utoipa::path(get, path = "/api/v1/symbols", tag = "market data",
+    responses(
+        (status = 200, description = "The symbols", body = SymbolList),
+        (status = 503, description = "No load stored yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn symbols(State(state): State<AppState>) -> Result<Response, Problem> {
+    let list = state
+        .call(|store| {
+            let manifest = store.manifest().map_err(|e| Problem::from_store(&e))?;
+            let plan = MarketPlan::new(manifest.load).map_err(|e| Problem::internal(&e))?;
+            let mut out = Vec::new();
+            for (s, sp) in plan.symbols().iter().enumerate() {
+                let with_trades: Vec<usize> = (0..plan.sessions().len())
+                    .filter(|&d| sp.chunks[d].count > 0)
+                    .collect();
+                let edge = |d: Option<&usize>, last: bool| -> Option<Nanos> {
+                    let mut t = TradeColumns::default();
+                    plan.generate(s, *d?, &mut t);
+                    if last {
+                        t.times.last().copied()
+                    } else {
+                        t.times.first().copied()
+                    }
+                };
+                out.push(SymbolInfo {
+                    symbol: sp.symbol.to_string(),
+                    first_trade: edge(with_trades.first(), false).map(format_time),
+                    last_trade: edge(with_trades.last(), true).map(format_time),
+                    trades: sp.chunks.iter().map(|c| c.count).sum(),
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(axum::Json(SymbolList { symbols: list }).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeParams {
+    symbol: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    tz: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CandleParams {
+    #[serde(flatten)]
+    range: RangeParams,
+    interval: Option<String>,
+    fill: Option<String>,
+}
+
+struct Validated {
+    symbol: Symbol,
+    start: Nanos,
+    end: Nanos,
+    tz: chrono_tz::Tz,
+    tz_name: String,
+    limit: usize,
+}
+
+fn required<'a>(value: &'a Option<String>, param: &'static str) -> Result<&'a str, Problem> {
+    value.as_deref().ok_or_else(|| {
+        Problem::bad_request("missing_parameter", format!("{param} is required"), param)
+    })
+}
+
+fn validate(p: &RangeParams) -> Result<Validated, Problem> {
+    let symbol = Symbol::new(required(&p.symbol, "symbol")?)
+        .map_err(|e| Problem::bad_request("invalid_symbol", e.to_string(), "symbol"))?;
+    let tz_name =
+        p.tz.clone()
+            .unwrap_or_else(|| "America/New_York".to_string());
+    let tz = candles::parse_tz(&tz_name)
+        .map_err(|e| Problem::bad_request("invalid_tz", e.to_string(), "tz"))?;
+    let time = |param: &'static str, v: &Option<String>| {
+        query::parse_time(required(v, param)?, tz)
+            .map_err(|e| Problem::bad_request("invalid_time", e.to_string(), param))
+    };
+    let mut start = time("start", &p.start)?;
+    let end = time("end", &p.end)?;
+    if start >= end {
+        return Err(Problem::bad_request(
+            "invalid_range",
+            "start must be before end".into(),
+            "end",
+        ));
+    }
+    if let Some(cursor) = &p.cursor {
+        let at: Nanos = cursor
+            .parse()
+            .ok()
+            .filter(|c| (start..end).contains(c))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid_cursor",
+                    "cursor is not one this range returned".into(),
+                    "cursor",
+                )
+            })?;
+        start = at;
+    }
+    let limit = match &p.limit {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid_limit",
+                    format!("limit must be between 1 and {MAX_LIMIT}"),
+                    "limit",
+                )
+            })?,
+    };
+    Ok(Validated {
+        symbol,
+        start,
+        end,
+        tz,
+        tz_name,
+        limit,
+    })
+}
+
+/// Parses the query string, turning its errors into problem responses.
+fn params<T: serde::de::DeserializeOwned>(raw: Option<String>) -> Result<T, Problem> {
+    let raw = raw.unwrap_or_default();
+    Query::<T>::try_from_uri(&format!("/?{raw}").parse().map_err(|_| {
+        Problem::bad_request("invalid_query", "malformed query string".into(), "query")
+    })?)
+    .map(|q| q.0)
+    .map_err(|_| Problem::bad_request("invalid_query", "malformed query string".into(), "query"))
+}
+
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
+}
+
+/// OHLCV candles of one symbol at any interval, aligned in a time zone: what `ohlcv candles`
+/// prints.
+#[utoipa::path(get, path = "/api/v1/candles", tag = "market data",
+    params(
+        ("symbol" = String, Query, description = "Ticker, [A-Z][A-Z0-9.-]{0,9}", example = "AAPL"),
+        ("interval" = String, Query, description = "<n><unit>, unit s, m, h, d, w or mo", example = "1m"),
+        ("start" = String, Query, description = "RFC 3339 time or YYYY-MM-DD (midnight in tz), inclusive", example = "2024-03-11"),
+        ("end" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, exclusive", example = "2024-03-12"),
+        ("tz" = Option<String>, Query, description = "IANA zone buckets align to (default America/New_York)"),
+        ("fill" = Option<String>, Query, description = "none (default), null or previous: empty session buckets"),
+        ("limit" = Option<u32>, Query, description = "Candles per page, 1 to 10000 (default 1000)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of candles (text/csv when asked for by Accept)", body = CandlesPage),
+        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn candles_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let p: CandleParams = params(raw)?;
+    let v = validate(&p.range)?;
+    let interval: Interval =
+        required(&p.interval, "interval")?
+            .parse()
+            .map_err(|e: candles::CandleError| {
+                Problem::bad_request("invalid_interval", e.to_string(), "interval")
+            })?;
+    let fill: Fill =
+        p.fill
+            .as_deref()
+            .unwrap_or("none")
+            .parse()
+            .map_err(|e: candles::CandleError| {
+                Problem::bad_request("invalid_fill", e.to_string(), "fill")
+            })?;
+    if interval.approx_buckets(v.start, v.end) > MAX_BUCKETS {
+        return Err(Problem::bad_request(
+            "range_too_large",
+            format!(
+                "the range holds more than {MAX_BUCKETS} {interval} buckets; shorten it or use a larger interval"
+            ),
+            "end",
+        ));
+    }
+    let q = CandleQuery {
+        symbol: v.symbol.clone(),
+        interval,
+        start: v.start,
+        end: v.end,
+        tz: v.tz,
+        fill,
+    };
+    let mut rows = state
+        .call(move |store| query::candles(store, &q).map_err(|e| Problem::from_query(&e)))
+        .await?;
+    let next_cursor = (rows.len() > v.limit).then(|| rows[v.limit].time.to_string());
+    rows.truncate(v.limit);
+    if wants_csv(&headers) {
+        let mut body = Vec::new();
+        format::write_candles(
+            &mut body,
+            Format::Csv,
+            &v.symbol,
+            interval,
+            &v.tz_name,
+            &rows,
+        )
+        .map_err(|e| Problem::internal(&e))?;
+        return Ok(csv_response(body, next_cursor));
+    }
+    let page = CandlesPage {
+        symbol: v.symbol.to_string(),
+        interval: interval.to_string(),
+        tz: v.tz_name,
+        candles: rows.iter().map(CandleJson::from).collect(),
+        next_cursor,
+    };
+    Ok(json_response(page.to_json()))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn csv_response(body: Vec<u8>, next_cursor: Option<String>) -> Response {
+    let mut r = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    if let Some(c) = next_cursor.and_then(|c| c.parse().ok()) {
+        r.headers_mut().insert("x-next-cursor", c);
+    }
+    r
+}
+
+/// Trades of one symbol in time order, paged.
+#[utoipa::path(get, path = "/api/v1/trades", tag = "market data",
+    params(
+        ("symbol" = String, Query, description = "Ticker", example = "AAPL"),
+        ("start" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, inclusive", example = "2024-03-11T14:30:00Z"),
+        ("end" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, exclusive", example = "2024-03-11T14:31:00Z"),
+        ("tz" = Option<String>, Query, description = "IANA zone of bare dates (default America/New_York)"),
+        ("limit" = Option<u32>, Query, description = "Trades per page, 1 to 10000 (default 1000)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of trades (text/csv when asked for by Accept)", body = TradesPage),
+        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn trades_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let p: RangeParams = params(raw)?;
+    let v = validate(&p)?;
+    let (symbol, start, end, limit) = (v.symbol.clone(), v.start, v.end, v.limit);
+    let mut trades = state
+        .call(move |store| {
+            store
+                .trades(&symbol, start, end, Some(limit + 1))
+                .map_err(|e| Problem::from_store(&e))
+        })
+        .await?;
+    let next_cursor = (trades.len() > v.limit).then(|| trades.times[v.limit].to_string());
+    trades.truncate(v.limit);
+    if wants_csv(&headers) {
+        let mut body = Vec::new();
+        format::write_trades(&mut body, Format::Csv, &v.symbol, &trades)
+            .map_err(|e| Problem::internal(&e))?;
+        return Ok(csv_response(body, next_cursor));
+    }
+    let page = TradesPage {
+        symbol: v.symbol.to_string(),
+        trades: (0..trades.len())
+            .map(|i| TradeJson::new(&v.symbol, &trades, i))
+            .collect(),
+        next_cursor,
+    };
+    Ok(json_response(page.to_json()))
+}

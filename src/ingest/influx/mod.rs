@@ -1,0 +1,183 @@
+//! The load into InfluxDB.
+//!
+//! ```text
+//! generator threads ──(bounded channel of encoded, optionally gzipped batches)──► writer tasks ──► InfluxDB
+//!  producer: chunk → lines                                                       writers: retry, split, breaker
+//!                                      acknowledgements ──► tracker ──► checkpoint file
+//! ```
+//!
+//! - [`producer`]: generator threads take (symbol, session) chunks in turn; the channel holds
+//!   at most `2 × writers` batches, so memory is bounded whatever N is (backpressure).
+//! - [`writers`]: async tasks sending batches through the client's retrying
+//!   [`Writer`](crate::store::influx::write::Writer).
+//! - [`tracker`]: a chunk is acknowledged when every batch holding its lines is; the checkpoint
+//!   lists acknowledged chunks, so `--resume` skips them. Rewriting an unacknowledged chunk is
+//!   safe: the same trades are the same points, which InfluxDB overwrites.
+//!
+//! The manifest (a point) goes first, listing the load's partitions as the embedded store
+//! would; it is marked complete at the end, or each shard leaves a mark of its own.
+
+mod producer;
+mod tracker;
+mod writers;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use rand::SeedableRng;
+
+use super::{BatchStats, IngestError, LoadSpec, LoadSummary, Progress, Result, Shard, Unit};
+use crate::generator::MarketPlan;
+use crate::store::influx::line_protocol::{self, SeriesKeys};
+use crate::store::influx::write::{Batch, WriteOptions, Writer};
+use crate::store::influx::{self, InfluxConfig};
+use crate::store::{Manifest, StoreError, layout};
+use crate::telemetry;
+use producer::Producer;
+use tracker::{Checkpoint, Tracker};
+
+/// Runs a load into InfluxDB. Blocks; runs its own async runtime for the writers.
+pub(super) fn load(
+    config: &InfluxConfig,
+    options: &WriteOptions,
+    checkpoint_dir: &Path,
+    spec: &LoadSpec,
+    progress: &Progress,
+    stats: &Arc<BatchStats>,
+) -> Result<LoadSummary> {
+    let started = Instant::now();
+    let plan = MarketPlan::new(spec.load.clone())?;
+    let mut checkpoint = Checkpoint::open(
+        checkpoint_dir,
+        config.target(),
+        &spec.load,
+        spec.shard,
+        spec.resume,
+    )?;
+
+    // Chunks are numbered symbol-major; the shard and the checkpoint pick which to write.
+    let sessions = plan.sessions().len();
+    let cutoff = spec.retention_cutoff();
+    let mut todo: Vec<(u32, usize, usize)> = Vec::new();
+    let mut total = 0;
+    let mut skipped = 0;
+    for s in 0..plan.symbols().len() {
+        for d in 0..sessions {
+            let id = (s * sessions + d) as u32;
+            if !spec.shard.owns(id) || plan.sessions()[d].close <= cutoff {
+                continue;
+            }
+            total += plan.chunk(s, d).count;
+            if checkpoint.is_done(id) {
+                skipped += 1;
+            } else {
+                todo.push((id, s, d));
+            }
+        }
+    }
+    let to_write: u64 = todo.iter().map(|(_, s, d)| plan.chunk(*s, *d).count).sum();
+    progress.total.store(to_write, Ordering::Relaxed);
+
+    let mut manifest = Manifest::new(spec.load.clone(), spec.retention_days);
+    // Two loads in one bucket would mix their trades: refuse, or clear it when told to.
+    match influx::open(config.clone())?.manifest() {
+        Ok(existing) if !existing.same_load(&manifest) => {
+            if !spec.replace {
+                return Err(StoreError::DifferentLoad {
+                    target: config.target(),
+                    existing: existing.describe(),
+                }
+                .into());
+            }
+            influx::clear(config)?;
+        }
+        Ok(_) | Err(StoreError::Empty(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    manifest.partitions = layout::plan(&plan)
+        .into_iter()
+        .map(|planned| planned.partition)
+        .filter(|p| p.end > cutoff)
+        .collect();
+    let manifest_time = plan.sessions()[0].open;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.writers.clamp(1, 4))
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::from(influx::InfluxError::Unreachable(e.to_string())))?;
+    let writer = Writer::new(config, options, stats.clone())?;
+    // The manifest and shard marks go through the same retrying writer as the trades.
+    let write_point = |raw: Vec<u8>| -> Result<()> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+        let batch = Batch::new(raw, options.gzip);
+        Ok(runtime.block_on(writer.write(&batch, &mut rng))?)
+    };
+    let write_manifest =
+        |m: &Manifest| write_point(line_protocol::manifest_line(&m.to_json(), manifest_time));
+    write_manifest(&manifest)?;
+
+    let tracker = Tracker::default();
+    let writers = options.writers.max(1);
+    let (sender, queue) = tokio::sync::mpsc::channel(writers * 2);
+    let keys: Vec<SeriesKeys> = plan
+        .symbols()
+        .iter()
+        .map(|s| SeriesKeys::new(&s.symbol))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let failure = std::thread::scope(|scope| {
+        for _ in 0..spec.worker_threads().min(todo.len()).max(1) {
+            let mut producer = Producer::new(&plan, options, &tracker, sender.clone());
+            let (keys, todo, next) = (&keys, &todo, &next);
+            scope.spawn(move || {
+                while let Some(&(id, s, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if !producer.chunk(id, s, d, &keys[s], progress) {
+                        return;
+                    }
+                }
+                producer.flush();
+            });
+        }
+        drop(sender);
+        runtime.block_on(writers::run(
+            &writer,
+            writers,
+            queue,
+            &tracker,
+            progress,
+            &mut checkpoint,
+        ))
+    });
+
+    checkpoint.save(tracker.done())?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if progress.cancelled() {
+        return Err(IngestError::Cancelled);
+    }
+    if spec.shard == Shard::ALL {
+        manifest.complete = true;
+        write_manifest(&manifest)?;
+    } else {
+        let Shard { index, count } = spec.shard;
+        write_point(line_protocol::shard_line(index, count, manifest_time))?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(LoadSummary {
+        trades: total,
+        written: to_write,
+        unit: Unit::Chunks,
+        units: todo.len() + skipped,
+        skipped,
+        expired: 0,
+        seconds,
+        trades_per_second: to_write as f64 / seconds.max(1e-9),
+        peak_rss_bytes: telemetry::peak_rss_bytes(),
+        bytes_on_disk: None,
+        batches: Some(stats.summary()),
+    })
+}

@@ -1,0 +1,154 @@
+//! The load into the embedded Parquet store.
+//!
+//! Each worker thread takes the next partition (one month of a symbol group), generates its
+//! chunks in order and streams them into the partition's writer, so memory is bounded by one
+//! open row group per worker whatever N is. Partitions are independent and deterministic, so
+//! a load interrupted at any point is resumed by running it again: published partitions are
+//! kept, the rest is written anew.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::{BATCH_ROWS, IngestError, LoadSpec, LoadSummary, Progress, Result, Unit};
+use crate::candles;
+use crate::generator::MarketPlan;
+use crate::model::TradeColumns;
+use crate::store::layout::{self, PlannedPartition};
+use crate::store::manifest::{Manifest, Partition};
+use crate::store::parquet::ParquetStore;
+use crate::store::{StoreError, io_err};
+use crate::telemetry;
+
+fn write_partition(
+    plan: &MarketPlan,
+    store: &ParquetStore,
+    planned: &PlannedPartition,
+    progress: &Progress,
+) -> Result<Partition> {
+    let mut writer = store.partition_writer(planned.partition.clone(), plan.resolution())?;
+    for &s in &planned.symbols {
+        let symbol = &plan.symbols()[s].symbol;
+        for d in planned.sessions.clone() {
+            if progress.cancelled() {
+                return Err(IngestError::Cancelled);
+            }
+            let mut chunk = plan.chunk_trades(s, d);
+            loop {
+                let mut trades = TradeColumns::with_capacity(BATCH_ROWS + BATCH_ROWS / 4);
+                if !chunk.fill(BATCH_ROWS, &mut trades) {
+                    break;
+                }
+                if trades.is_empty() {
+                    continue;
+                }
+                let candles = candles::minute_candles(&trades);
+                let n = trades.len() as u64;
+                writer.write_batch(symbol, trades, &candles)?;
+                progress.done.fetch_add(n, Ordering::Relaxed);
+            }
+            writer.end_session()?;
+        }
+    }
+    Ok(writer.finish()?)
+}
+
+/// Runs a load into the Parquet store at `dir`.
+pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<LoadSummary> {
+    let started = Instant::now();
+    let plan = MarketPlan::new(spec.load.clone())?;
+    let store = ParquetStore::new(dir);
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+
+    let mut manifest = Manifest::new(spec.load.clone(), spec.retention_days);
+    match Manifest::read(dir)? {
+        Some(existing) if !existing.same_load(&manifest) => {
+            if !spec.replace {
+                return Err(StoreError::DifferentLoad {
+                    target: dir.display().to_string(),
+                    existing: existing.describe(),
+                }
+                .into());
+            }
+            store.clear()?;
+        }
+        _ => {}
+    }
+    store.remove_temporary_files()?;
+
+    let cutoff = spec.retention_cutoff();
+    let mut expired = 0;
+    let mut skipped = 0;
+    let mut todo = Vec::new();
+    for planned in layout::plan(&plan) {
+        if planned.partition.end <= cutoff {
+            store.remove_partition(&planned.partition)?;
+            expired += 1;
+        } else if store.has_partition(&planned.partition) {
+            skipped += 1;
+            manifest.partitions.push(planned.partition);
+        } else {
+            todo.push(planned);
+        }
+    }
+    manifest.write(dir)?;
+
+    let total: u64 = manifest.partitions.iter().map(|p| p.trades).sum::<u64>()
+        + todo.iter().map(|j| j.partition.trades).sum::<u64>();
+    let to_write: u64 = todo.iter().map(|j| j.partition.trades).sum();
+    progress.total.store(to_write, Ordering::Relaxed);
+
+    // The manifest is rewritten after every published partition, so it always lists exactly
+    // what readers may see, whenever the load stops.
+    let next = AtomicUsize::new(0);
+    let manifest = Mutex::new(manifest);
+    let failure: Mutex<Option<IngestError>> = Mutex::new(None);
+    let publish = |partition: Partition| -> Result<()> {
+        let mut m = manifest.lock().unwrap_or_else(|e| e.into_inner());
+        m.partitions.push(partition);
+        m.partitions
+            .sort_by(|a, b| (&a.month, a.group).cmp(&(&b.month, b.group)));
+        Ok(m.write(dir)?)
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..spec.worker_threads().min(todo.len()).max(1) {
+            scope.spawn(|| {
+                while let Some(planned) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(e) =
+                        write_partition(&plan, &store, planned, progress).and_then(&publish)
+                    {
+                        progress.cancel();
+                        failure
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+
+    let mut manifest = manifest.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    manifest.complete = true;
+    manifest.write(dir)?;
+
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(LoadSummary {
+        trades: total,
+        written: to_write,
+        unit: Unit::Partitions,
+        units: manifest.partitions.len(),
+        skipped,
+        expired,
+        seconds,
+        trades_per_second: to_write as f64 / seconds.max(1e-9),
+        peak_rss_bytes: telemetry::peak_rss_bytes(),
+        bytes_on_disk: Some(store.bytes_on_disk()?),
+        batches: None,
+    })
+}

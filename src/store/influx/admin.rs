@@ -1,0 +1,170 @@
+//! Administration: create the bucket or database a load writes to (`ohlcv influx setup`) and
+//! delete a load (`--replace`).
+
+use super::client::{Client, quote_ident};
+use super::line_protocol;
+use super::{Api, InfluxConfig, InfluxError, Result};
+
+/// Deletes every trade, candle, manifest and shard point of the target.
+pub fn clear(config: &InfluxConfig) -> Result<()> {
+    let client = Client::new(config.clone())?;
+    let measurements = [
+        line_protocol::TRADE,
+        line_protocol::CANDLE,
+        line_protocol::MANIFEST,
+        line_protocol::SHARD,
+    ];
+    match config.api {
+        Api::V1 => {
+            let q: Vec<String> = measurements
+                .iter()
+                .map(|m| format!("DROP MEASUREMENT {}", quote_ident(m)))
+                .collect();
+            client.influxql(&q.join("; "), Some(&config.database))?;
+        }
+        Api::V2 => {
+            for m in measurements {
+                let mut url = config.endpoint("api/v2/delete");
+                url.query_pairs_mut()
+                    .append_pair("org", &config.org)
+                    .append_pair("bucket", &config.bucket);
+                let body = serde_json::json!({
+                    "start": "1677-09-21T00:12:43.145224194Z",
+                    "stop": "2262-04-11T23:47:16.854775806Z",
+                    "predicate": format!("_measurement=\"{m}\""),
+                });
+                client.post_json(url, &body)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `ohlcv influx setup` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupOutcome {
+    Created,
+    Exists,
+    /// It exists, but keeps data for this many days rather than the configured retention.
+    RetentionDiffers { existing_days: Option<u64> },
+}
+
+impl SetupOutcome {
+    /// One line saying what setup did to `config`'s target.
+    pub fn describe(&self, config: &InfluxConfig) -> String {
+        let what = config.missing_target();
+        let days = config.retention_days;
+        match self {
+            SetupOutcome::Created => format!("created {what} with a retention of {days} days"),
+            SetupOutcome::Exists => format!("{what} exists with a retention of {days} days"),
+            SetupOutcome::RetentionDiffers { existing_days } => format!(
+                "{what} exists, but its retention ({}) differs from the configured {days} days; left unchanged",
+                existing_days.map_or("infinite".to_string(), |d| format!("{d} days")),
+            ),
+        }
+    }
+}
+
+/// Creates the bucket (v2) or database with a retention policy (v1) if missing. Idempotent.
+pub fn setup(config: &InfluxConfig) -> Result<SetupOutcome> {
+    let client = Client::new(config.clone())?;
+    let wanted = config.retention_days as u64 * 86_400;
+    match config.api {
+        Api::V2 => {
+            let mut url = config.endpoint("api/v2/buckets");
+            url.query_pairs_mut()
+                .append_pair("org", &config.org)
+                .append_pair("name", &config.bucket);
+            let found = client.get_json(url)?;
+            if let Some(bucket) = found["buckets"].as_array().and_then(|b| b.first()) {
+                let existing = bucket["retentionRules"]
+                    .as_array()
+                    .and_then(|r| r.iter().find(|r| r["type"] == "expire"))
+                    .and_then(|r| r["everySeconds"].as_u64())
+                    .unwrap_or(0);
+                return Ok(if existing == wanted {
+                    SetupOutcome::Exists
+                } else {
+                    SetupOutcome::RetentionDiffers {
+                        existing_days: (existing > 0).then_some(existing / 86_400),
+                    }
+                });
+            }
+            let no_org = || InfluxError::NotFound(format!("org {:?}", config.org));
+            let mut url = config.endpoint("api/v2/orgs");
+            url.query_pairs_mut().append_pair("org", &config.org);
+            let orgs = client.get_json(url).map_err(|e| match e {
+                InfluxError::NotFound(_) => no_org(),
+                e => e,
+            })?;
+            let org_id = orgs["orgs"]
+                .as_array()
+                .and_then(|o| o.first())
+                .and_then(|o| o["id"].as_str())
+                .ok_or_else(no_org)?;
+            let body = serde_json::json!({
+                "orgID": org_id,
+                "name": config.bucket,
+                "retentionRules": [{"type": "expire", "everySeconds": wanted}],
+            });
+            client.post_json(config.endpoint("api/v2/buckets"), &body)?;
+            Ok(SetupOutcome::Created)
+        }
+        Api::V1 => {
+            let db = &config.database;
+            let databases = client.influxql("SHOW DATABASES", None)?;
+            let exists = databases
+                .iter()
+                .any(|row| row.first().and_then(|v| v.as_str()) == Some(db.as_str()));
+            if !exists {
+                let q = format!(
+                    "CREATE DATABASE {} WITH DURATION {}d REPLICATION 1 NAME \"ohlcv\"",
+                    quote_ident(db),
+                    config.retention_days
+                );
+                client.influxql(&q, None)?;
+                return Ok(SetupOutcome::Created);
+            }
+            let policies = client.influxql(
+                &format!("SHOW RETENTION POLICIES ON {}", quote_ident(db)),
+                None,
+            )?;
+            // Columns: name, duration, shardGroupDuration, replicaN, default.
+            let default = policies
+                .iter()
+                .find(|row| row.get(4).and_then(|v| v.as_bool()) == Some(true));
+            let days = default
+                .and_then(|row| row.get(1))
+                .and_then(|v| v.as_str())
+                .and_then(parse_influx_duration_hours)
+                .map(|h| h / 24);
+            Ok(if days == Some(config.retention_days as u64) {
+                SetupOutcome::Exists
+            } else {
+                SetupOutcome::RetentionDiffers {
+                    existing_days: days.filter(|d| *d > 0),
+                }
+            })
+        }
+    }
+}
+
+/// Parses InfluxDB's `87600h0m0s` (or `0s` for infinite) into whole hours.
+fn parse_influx_duration_hours(s: &str) -> Option<u64> {
+    if s == "0s" {
+        return Some(0);
+    }
+    s.split_once('h')?.0.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_influx_duration_hours("87600h0m0s"), Some(87600));
+        assert_eq!(parse_influx_duration_hours("0s"), Some(0));
+        assert_eq!(quote_ident(r#"a"b"#), r#""a\"b""#);
+    }
+}

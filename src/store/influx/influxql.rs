@@ -1,0 +1,180 @@
+//! The [`Store`] read side in InfluxQL, through `/query`: InfluxDB 1.x, 2.x (v1 compatibility
+//! API, a bucket read as the database of its name) and 3.x.
+
+use serde_json::Value;
+
+use super::client::{Client, quote_ident};
+use super::line_protocol::{CANDLE, MANIFEST, SHARD, TRADE};
+use super::{InfluxConfig, InfluxError};
+use crate::candles::Candle;
+use crate::model::{Nanos, Symbol, TradeColumns};
+use crate::store::{Manifest, Result, Store};
+
+/// Trades and 1-minute candles in InfluxDB, read with InfluxQL.
+pub struct InfluxqlStore {
+    client: Client,
+}
+
+/// Ranges counted per request by [`Store::count_trades`]: one statement each.
+const COUNTS_PER_QUERY: usize = 200;
+
+fn quote_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn int(v: &Value) -> Result<i64> {
+    v.as_i64()
+        .or_else(|| v.as_f64().map(|f| f as i64))
+        .ok_or_else(|| InfluxError::Protocol(format!("expected an integer, got {v}")).into())
+}
+
+fn cents(v: &Value) -> Result<i64> {
+    v.as_f64()
+        .map(|f| (f * 100.0).round() as i64)
+        .ok_or_else(|| InfluxError::Protocol(format!("expected a price, got {v}")).into())
+}
+
+fn range_filter(symbol: &Symbol, start: Nanos, end: Nanos) -> String {
+    format!(
+        "\"symbol\" = {} AND time >= {start} AND time < {end}",
+        quote_string(symbol.as_str())
+    )
+}
+
+impl InfluxqlStore {
+    pub fn new(config: InfluxConfig) -> super::Result<Self> {
+        Ok(Self {
+            client: Client::new(config)?,
+        })
+    }
+
+    /// Rows of `q` against the load's database.
+    fn rows(&self, q: &str) -> Result<Vec<Vec<Value>>> {
+        let db = self.client.config().read_database();
+        Ok(self.client.influxql(q, Some(db))?)
+    }
+
+    /// Calls `each(statement id, row)` for every row of `q`; the first error `each` returns
+    /// ends the read.
+    fn each_row(&self, q: &str, mut each: impl FnMut(usize, &[Value]) -> Result<()>) -> Result<()> {
+        let db = self.client.config().read_database();
+        let mut failure = None;
+        self.client.influxql_each(q, Some(db), |id, rows| {
+            for row in &rows {
+                if failure.is_none()
+                    && let Err(e) = each(id, row)
+                {
+                    failure = Some(e);
+                }
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+impl Store for InfluxqlStore {
+    fn trades(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        limit: Option<usize>,
+    ) -> Result<TradeColumns> {
+        let mut q = format!(
+            "SELECT \"price\", \"amount\", \"trade_id\", \"side\" FROM {} WHERE {}",
+            quote_ident(TRADE),
+            range_filter(symbol, start, end)
+        );
+        if let Some(n) = limit {
+            q.push_str(&format!(" LIMIT {n}"));
+        }
+        let mut out = TradeColumns::default();
+        self.each_row(&q, |_, row| {
+            let amount = u32::try_from(int(&row[2])?)
+                .map_err(|_| InfluxError::Protocol("amount".into()))?;
+            out.push(
+                int(&row[0])?,
+                int(&row[3])? as u64,
+                cents(&row[1])?,
+                amount,
+                row[4] == "buy",
+            );
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn minute_candles(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Candle>> {
+        let q = format!(
+            "SELECT \"open\", \"high\", \"low\", \"close\", \"volume\", \"trades\", \"notional\" FROM {} WHERE {}",
+            quote_ident(CANDLE),
+            range_filter(symbol, start, end)
+        );
+        self.rows(&q)?
+            .iter()
+            .map(|r| {
+                Ok(Candle {
+                    time: int(&r[0])?,
+                    open: cents(&r[1])?,
+                    high: cents(&r[2])?,
+                    low: cents(&r[3])?,
+                    close: cents(&r[4])?,
+                    volume: int(&r[5])? as u64,
+                    trades: int(&r[6])? as u64,
+                    notional: int(&r[7])? as u128,
+                })
+            })
+            .collect()
+    }
+
+    fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {
+        let q = format!(
+            "SELECT \"close\" FROM {} WHERE \"symbol\" = {} AND time < {before} ORDER BY time DESC LIMIT 1",
+            quote_ident(CANDLE),
+            quote_string(symbol.as_str())
+        );
+        self.rows(&q)?.first().map(|r| cents(&r[1])).transpose()
+    }
+
+    fn count_trades(&self, symbol: &Symbol, ranges: &[(Nanos, Nanos)]) -> Result<Vec<u64>> {
+        let mut counts = vec![0u64; ranges.len()];
+        // Many statements per request: one round trip per batch of ranges.
+        for (batch_index, batch) in ranges.chunks(COUNTS_PER_QUERY).enumerate() {
+            let q: Vec<String> = batch
+                .iter()
+                .map(|(start, end)| {
+                    format!(
+                        "SELECT count(\"trade_id\") FROM {} WHERE {}",
+                        quote_ident(TRADE),
+                        range_filter(symbol, *start, *end)
+                    )
+                })
+                .collect();
+            self.each_row(&q.join("; "), |id, row| {
+                let slot = counts
+                    .get_mut(batch_index * COUNTS_PER_QUERY + id)
+                    .ok_or_else(|| InfluxError::Protocol(format!("unexpected statement {id}")))?;
+                *slot += int(&row[1])? as u64;
+                Ok(())
+            })?;
+        }
+        Ok(counts)
+    }
+
+    fn manifest(&self) -> Result<Manifest> {
+        let q = format!("SELECT last(\"json\") FROM {}", quote_ident(MANIFEST));
+        let json = self
+            .rows(&q)?
+            .first()
+            .and_then(|r| r.get(1))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        super::manifest(self.client.config(), json, || {
+            let q = format!("SELECT \"index\", \"count\" FROM {}", quote_ident(SHARD));
+            self.rows(&q)?
+                .iter()
+                .map(|r| Ok((int(&r[1])? as u32, int(&r[2])? as u32)))
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,309 @@
+//! The embedded store: a Parquet dataset any Parquet reader (DuckDB, pandas, polars) opens,
+//! laid out as [`crate::store::layout`] says.
+//!
+//! - [`schema`]: the Arrow schemas, writer settings and batch conversions;
+//! - [`writer`]: a partition's two files, published only once complete;
+//! - [`scan`]: one symbol's rows in a time range, pruned by row-group statistics;
+//! - [`cache`]: the manifest and decoded candles, kept between calls;
+//! - here: [`ParquetStore`], its housekeeping (resume, retention, replace) and its
+//!   [`Store`] implementation.
+//!
+//! Files are written under a temporary name, fsynced and renamed ([`crate::store::publish`]):
+//! a crash leaves at most an invisible temporary file, removed by the next load.
+
+mod cache;
+pub mod scan;
+pub mod schema;
+pub mod writer;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cache::{Cache, Level};
+use scan::{Columns, scan};
+pub use writer::PartitionWriter;
+
+use super::layout::{CANDLES_DIR, PartitionFiles, TRADES_DIR};
+use super::manifest::MANIFEST_FILE;
+use super::{Manifest, Partition, Result, Store, io_err, publish};
+use crate::candles::Candle;
+use crate::model::{Nanos, Symbol, TimeResolution, TradeColumns};
+
+/// The embedded Parquet store rooted at a data directory.
+#[derive(Debug, Clone)]
+pub struct ParquetStore {
+    dir: PathBuf,
+    cache: Arc<Cache>,
+}
+
+impl ParquetStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            cache: Arc::default(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// All of `symbol`'s 1-minute candles in `file`, decoded once.
+    fn file_candles(&self, file: &str, symbol: &Symbol) -> Result<Arc<Vec<Candle>>> {
+        self.cache.candles(Level::Minutes, file, symbol, || {
+            let mut all = Vec::new();
+            scan(
+                &self.dir.join(file),
+                symbol,
+                i64::MIN,
+                i64::MAX,
+                Columns::All,
+                |batch, rows, scale| {
+                    schema::read_candles(batch, rows, scale, &mut all);
+                    true
+                },
+            )?;
+            Ok(all)
+        })
+    }
+
+    /// All of `symbol`'s 1-hour candles in `file`, rolled up once from its 1-minute candles.
+    fn file_hours(&self, file: &str, symbol: &Symbol) -> Result<Arc<Vec<Candle>>> {
+        self.cache.candles(Level::Hours, file, symbol, || {
+            Ok(crate::candles::hour_candles(
+                &self.file_candles(file, symbol)?,
+            ))
+        })
+    }
+
+    /// Lends the cached candles at `level` of each partition in range.
+    fn visit_cached(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        level: Level,
+        visit: &mut dyn FnMut(&[Candle]),
+    ) -> Result<()> {
+        for p in self.partitions_for(symbol, start, end)? {
+            let file = PartitionFiles::of(&p).candles;
+            let all = match level {
+                Level::Minutes => self.file_candles(&file, symbol)?,
+                Level::Hours => self.file_hours(&file, symbol)?,
+            };
+            let from = all.partition_point(|c| c.time < start);
+            let to = all.partition_point(|c| c.time < end);
+            visit(&all[from..to]);
+        }
+        Ok(())
+    }
+
+    fn partitions_for(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Partition>> {
+        let manifest = self.cache.manifest(&self.dir)?;
+        Ok(manifest
+            .partitions
+            .iter()
+            .filter(|p| p.start < end && start < p.end && p.symbols.contains(symbol))
+            .cloned()
+            .collect())
+    }
+
+    /// True if both files of `partition` are published.
+    pub fn has_partition(&self, partition: &Partition) -> bool {
+        let files = PartitionFiles::of(partition);
+        self.dir.join(files.trades).is_file() && self.dir.join(files.candles).is_file()
+    }
+
+    pub fn partition_writer(
+        &self,
+        partition: Partition,
+        resolution: TimeResolution,
+    ) -> Result<PartitionWriter> {
+        PartitionWriter::create(&self.dir, partition, resolution)
+    }
+
+    /// Deletes both files of a partition (for retention).
+    pub fn remove_partition(&self, partition: &Partition) -> Result<()> {
+        let files = PartitionFiles::of(partition);
+        for file in [files.trades, files.candles] {
+            remove(&self.dir.join(file), |p| fs::remove_file(p))?;
+        }
+        Ok(())
+    }
+
+    /// Removes leftovers of interrupted writes: temporary files nobody will publish.
+    pub fn remove_temporary_files(&self) -> Result<usize> {
+        let mut removed = 0;
+        for dataset in [TRADES_DIR, CANDLES_DIR] {
+            for path in walk_files(&self.dir.join(dataset))? {
+                if path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(publish::is_temporary)
+                {
+                    fs::remove_file(&path).map_err(io_err(&path))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes the whole dataset (for `--replace`).
+    pub fn clear(&self) -> Result<()> {
+        for dataset in [TRADES_DIR, CANDLES_DIR] {
+            remove(&self.dir.join(dataset), |p| fs::remove_dir_all(p))?;
+        }
+        remove(&self.dir.join(MANIFEST_FILE), |p| fs::remove_file(p))
+    }
+
+    /// Bytes of every published Parquet file.
+    pub fn bytes_on_disk(&self) -> Result<u64> {
+        let mut total = 0;
+        for dataset in [TRADES_DIR, CANDLES_DIR] {
+            for path in walk_files(&self.dir.join(dataset))? {
+                total += fs::metadata(&path).map_err(io_err(&path))?.len();
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Removes `path` with `how`; already gone is fine.
+fn remove(path: &Path, how: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
+    match how(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+impl Store for ParquetStore {
+    fn trades(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        limit: Option<usize>,
+    ) -> Result<TradeColumns> {
+        let mut out = TradeColumns::default();
+        let limit = limit.unwrap_or(usize::MAX);
+        for p in self.partitions_for(symbol, start, end)? {
+            scan(
+                &self.dir.join(PartitionFiles::of(&p).trades),
+                symbol,
+                start,
+                end,
+                Columns::All,
+                |batch, rows, scale| {
+                    let rows = rows.start..rows.start + rows.len().min(limit - out.len());
+                    schema::read_trades(batch, rows, scale, &mut out);
+                    out.len() < limit
+                },
+            )?;
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn minute_candles(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Candle>> {
+        let mut out = Vec::new();
+        self.visit_minute_candles(symbol, start, end, &mut |c| out.extend_from_slice(c))?;
+        Ok(out)
+    }
+
+    fn visit_minute_candles(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        visit: &mut dyn FnMut(&[Candle]),
+    ) -> Result<()> {
+        self.visit_cached(symbol, start, end, Level::Minutes, visit)
+    }
+
+    fn visit_hour_candles(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        visit: &mut dyn FnMut(&[Candle]),
+    ) -> Result<()> {
+        self.visit_cached(symbol, start, end, Level::Hours, visit)
+    }
+
+    fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {
+        let manifest = self.cache.manifest(&self.dir)?;
+        let mut earlier: Vec<&Partition> = manifest
+            .partitions
+            .iter()
+            .filter(|p| p.start < before && p.symbols.contains(symbol))
+            .collect();
+        earlier.sort_by_key(|p| p.start);
+        for p in earlier.into_iter().rev() {
+            let all = self.file_candles(&PartitionFiles::of(p).candles, symbol)?;
+            let upto = all.partition_point(|c| c.time < before);
+            if upto > 0 {
+                return Ok(Some(all[upto - 1].close));
+            }
+        }
+        Ok(None)
+    }
+
+    fn count_trades(&self, symbol: &Symbol, ranges: &[(Nanos, Nanos)]) -> Result<Vec<u64>> {
+        let mut counts = vec![0u64; ranges.len()];
+        let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+            return Ok(counts);
+        };
+        let (start, end) = (first.0, last.1);
+        for p in self.partitions_for(symbol, start, end)? {
+            let mut r = 0;
+            scan(
+                &self.dir.join(PartitionFiles::of(&p).trades),
+                symbol,
+                start,
+                end,
+                Columns::SymbolAndTime,
+                |batch, rows, scale| {
+                    let Some((times, _)) = schema::raw_times(batch.column(1)) else {
+                        return false;
+                    };
+                    for t in times[rows].iter().map(|t| t * scale) {
+                        while r < ranges.len() && ranges[r].1 <= t {
+                            r += 1;
+                        }
+                        if r < ranges.len() && ranges[r].0 <= t {
+                            counts[r] += 1;
+                        }
+                    }
+                    true
+                },
+            )?;
+        }
+        Ok(counts)
+    }
+
+    fn manifest(&self) -> Result<Manifest> {
+        Ok(self.cache.manifest(&self.dir)?.as_ref().clone())
+    }
+}
