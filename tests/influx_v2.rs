@@ -7,8 +7,6 @@
 //! Tests against a real InfluxDB 2.x run when INFLUXDB_URL and INFLUXDB_TOKEN are set.
 
 mod common;
-#[path = "support/flux.rs"]
-mod flux;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -22,6 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use common::flux;
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::influx::{
     self, BatchStats, InfluxLoadOptions, RetryPolicy, Shard, WriteOptions,

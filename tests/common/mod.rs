@@ -1,8 +1,9 @@
-//! Helpers shared by the integration tests: small real loads into temporary directories, and
-//! a real influxd.
+//! Helpers shared by the integration tests: small real loads into temporary directories, a
+//! real influxd, and the Flux evaluator of the strict v2 test server.
 
 #![allow(dead_code)]
 
+pub mod flux;
 pub mod influxd;
 
 use std::path::Path;
