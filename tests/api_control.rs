@@ -55,7 +55,9 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     assert_eq!(location, "/api/v1/ingestions/1");
     let job = format!("{url}{location}");
 
-    let running = common::watch(&job, |v| v["processed"].as_u64() > Some(0));
+    let running = common::watch(&job, "the load to start", |v| {
+        v["processed"].as_u64() > Some(0)
+    });
     assert_eq!(running["state"], "running");
     assert_eq!(running["total"], 3_000_000);
     // One load at a time.
@@ -72,7 +74,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
 
     let (status, _) = post(&format!("{job}/cancel"), None);
     assert_eq!(status, 202);
-    let cancelled = common::watch(&job, |v| v["state"] != "running");
+    let cancelled = common::watch(&job, "the load to stop", |v| v["state"] != "running");
     assert_eq!(cancelled["state"], "cancelled");
     let (_, legacy) = get(&format!("{url}/api/status"));
     assert_eq!(legacy["status"], "idle");
@@ -90,9 +92,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     // The same load again finishes it: the store then holds exactly the load.
     let (status, started) = post(&format!("{url}/api/start"), None);
     assert_eq!(status, 202, "{started}");
-    let done = common::watch(&format!("{url}/api/v1/ingestions/2"), |v| {
-        v["state"] != "running" && v["state"] != "queued"
-    });
+    let done = common::watch_to_the_end(&format!("{url}/api/v1/ingestions/2"));
     assert_eq!(done["state"], "completed", "{done}");
     let (_, legacy) = get(&format!("{url}/api/status"));
     assert_eq!(legacy["status"], "completed");
@@ -360,9 +360,11 @@ fn secrets_never_reach_a_response_or_a_log_line() {
         Some(json!({"store": "influxdb"})),
     );
     assert_eq!(status, 202, "{started}");
-    let failed = common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
-        v["state"] == "failed"
-    });
+    let failed = common::watch(
+        &format!("{url}/api/v1/ingestions/1"),
+        "the load to fail",
+        |v| v["state"] == "failed",
+    );
     assert!(
         failed["error"].as_str().unwrap().contains("unreachable"),
         "{failed}"
@@ -484,11 +486,17 @@ fn a_graceful_shutdown_stops_a_running_load_cleanly() {
     });
     let (status, _) = post(&format!("{url}/api/start"), None);
     assert_eq!(status, 202);
-    common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
-        v["processed"].as_u64() > Some(0)
-    });
+    common::watch(
+        &format!("{url}/api/v1/ingestions/1"),
+        "the load to start",
+        |v| v["processed"].as_u64() > Some(0),
+    );
     stop.send(()).unwrap();
-    runtime.block_on(server).unwrap().unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(common::DEADLINE, server).await })
+        .expect("serve() returns once the load has stopped")
+        .unwrap()
+        .unwrap();
     // serve() returned only after the load stopped at a batch boundary.
     let job = jobs.latest().unwrap();
     assert_eq!(job.state(), ohlcv::ingest::jobs::JobState::Cancelled);

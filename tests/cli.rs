@@ -1,5 +1,7 @@
 //! The `ohlcv` binary end to end on small loads in temporary directories.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -360,23 +362,20 @@ fn a_killed_load_leaves_only_complete_partitions_and_resumes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it once the manifest lists its first published partition.
-    let listed = |dir: &Path| {
-        ohlcv::store::Manifest::read(dir)
+    // Kill it once the manifest lists its first published partition; a load that ends first,
+    // however it ends, leaves the assertions below to say what it left.
+    let listed = || {
+        ohlcv::store::Manifest::read(dir.path())
             .ok()
             .flatten()
             .map_or(0, |m| m.partitions.len())
     };
-    let watcher = std::thread::spawn({
-        let dir = dir.path().to_path_buf();
-        move || {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            while listed(&dir) == 0 && std::time::Instant::now() < deadline {
-                std::thread::yield_now();
-            }
-        }
-    });
-    watcher.join().unwrap();
+    common::poll_until(
+        "the manifest to list a partition",
+        common::DEADLINE,
+        || (listed(), child.try_wait().unwrap()),
+        |(partitions, exited)| *partitions > 0 || exited.is_some(),
+    );
     child.kill().unwrap();
     let status = child.wait().unwrap();
     let manifest = ohlcv::store::Manifest::read(dir.path()).unwrap().unwrap();

@@ -140,9 +140,12 @@ fn a_load_survives_the_server_being_killed_and_restarted() {
     let summary = std::thread::scope(|scope| {
         let loader = scope.spawn(|| influx::load(&options, &progress, &stats));
         // Kill the server once a tenth is acknowledged, start it again on the same data.
-        while progress.done.load(Ordering::Relaxed) < 30_000 && !loader.is_finished() {
-            std::thread::yield_now();
-        }
+        common::poll_until(
+            "a tenth of the load acknowledged (or the load over)",
+            common::DEADLINE,
+            || (progress.done.load(Ordering::Relaxed), loader.is_finished()),
+            |&(acknowledged, finished)| acknowledged >= 30_000 || finished,
+        );
         server.kill();
         server.restart();
         loader.join().unwrap()
@@ -224,9 +227,7 @@ fn an_api_ingestion_writes_into_influxdb_and_is_served_back() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
-    let status = common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
-        v["state"] != "running" && v["state"] != "queued"
-    });
+    let status = common::watch_to_the_end(&format!("{url}/api/v1/ingestions/1"));
     assert_eq!(status["state"], "completed", "{status}");
     assert_eq!(status["processed"], 25_000);
     assert!(

@@ -6,8 +6,10 @@
 pub mod flux;
 pub mod influxd;
 
+use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use ohlcv::api::{self, AppState, LoadDefaults};
@@ -19,6 +21,34 @@ use ohlcv::model::Symbol;
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
 use ohlcv::store::parquet::ParquetStore;
+
+/// How long a poll waits before it fails: not a timing assertion, only a guard against a test
+/// hanging on a stuck job, server or process, so far beyond any healthy run.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Observes with `observe` until `done` holds for what it saw, and returns that. Fails once
+/// `deadline` has passed, saying what it waited for and what it saw last, which is what tells
+/// a stuck job from a slow one.
+pub fn poll_until<S: Debug>(
+    what: &str,
+    deadline: Duration,
+    mut observe: impl FnMut() -> S,
+    done: impl Fn(&S) -> bool,
+) -> S {
+    let give_up = Instant::now() + deadline;
+    loop {
+        let seen = observe();
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "waited {deadline:?} for {what}; last saw {seen:?}"
+        );
+        // Backoff, so the polls leave the observed threads and processes the cores.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
@@ -122,17 +152,30 @@ pub fn assert_same_data(
     }
 }
 
-/// Polls the JSON at `url` until `done` holds for it; each poll is a real request.
-pub fn watch(url: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    loop {
-        let r = reqwest::blocking::get(url).unwrap();
-        assert_eq!(r.status(), 200, "{url}");
-        let v: serde_json::Value = r.json().unwrap();
-        if done(&v) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
+/// Polls the JSON at `url` until `done` holds for it; each poll is a real request. `what` names
+/// the state awaited, for the failure at the deadline.
+pub fn watch(
+    url: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    poll_until(
+        &format!("{what} at {url}"),
+        DEADLINE,
+        || {
+            let r = reqwest::blocking::get(url).unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            r.json::<serde_json::Value>().unwrap()
+        },
+        done,
+    )
+}
+
+/// Polls the ingestion at `url` until it has left the queue and stopped running.
+pub fn watch_to_the_end(url: &str) -> serde_json::Value {
+    watch(url, "the ingestion to end", |v| {
+        v["state"] != "running" && v["state"] != "queued"
+    })
 }
 
 pub fn load(dir: &Path, options: &LoadOptions) -> LoadSummary {
