@@ -7,10 +7,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ohlcv::api::{AppState, LoadDefaults};
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::influx::WriteOptions;
-use ohlcv::ingest::jobs::{Jobs, Target};
 use ohlcv::store::influx::{Api, InfluxConfig, QueryLanguage, Secret};
 use ohlcv::store::parquet::ParquetStore;
 use ohlcv::store::{Store, StoreError};
@@ -97,9 +95,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     let (_, legacy) = get(&format!("{url}/api/status"));
     assert_eq!(legacy["status"], "completed");
     assert_eq!(legacy["progress"]["percentage"], 100.0);
-    let report = verify::verify(&ParquetStore::new(dir.path()), 50, 1).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
-    assert_eq!(report.trades_counted, 3_000_000);
+    common::assert_verifies(&ParquetStore::new(dir.path()), (50, 1), 3_000_000);
 
     let (_, list) = get(&format!("{url}/api/v1/ingestions"));
     assert_eq!(list["ingestions"].as_array().unwrap().len(), 2);
@@ -317,41 +313,31 @@ fn secrets_never_reach_a_response_or_a_log_line() {
     let port = unreachable.local_addr().unwrap().port();
     drop(unreachable);
     let influx = InfluxConfig {
-        url: InfluxConfig::parse_url(&format!("http://admin:{PASSWORD}@127.0.0.1:{port}")).unwrap(),
-        api: Api::V2,
-        token: Some(Secret::new(TOKEN)),
-        org: "ohlcv-poc".into(),
-        bucket: "trades".into(),
-        database: "trades".into(),
         username: Some("admin".into()),
         password: Some(Secret::new(PASSWORD)),
-        retention_days: 3650,
         query_language: QueryLanguage::Influxql,
+        ..common::influx::config(
+            &format!("http://admin:{PASSWORD}@127.0.0.1:{port}"),
+            Api::V2,
+            Some(TOKEN),
+            "trades",
+        )
     };
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState::new(
-        Arc::new(ohlcv::store::influx::InfluxStore::new(influx.clone()).unwrap()),
-        Arc::new(Jobs::new(Target::Influx {
-            config: Box::new(influx),
-            write: WriteOptions {
-                retry: ohlcv::ingest::influx::RetryPolicy {
-                    interval: Duration::from_millis(5),
-                    max_delay: Duration::from_millis(10),
-                    max_time: Duration::from_millis(50),
-                    ..Default::default()
-                },
-                ..WriteOptions::default()
-            },
-            checkpoint_dir: dir.path().to_path_buf(),
-        })),
-        LoadDefaults {
-            config: common::small_config(1_000),
-            threads: 1,
-            retention_days: 3650,
-            replace: false,
-            resume: false,
-            shard: ohlcv::ingest::influx::Shard::ALL,
+    let write = WriteOptions {
+        retry: ohlcv::ingest::influx::RetryPolicy {
+            interval: Duration::from_millis(5),
+            max_delay: Duration::from_millis(10),
+            max_time: Duration::from_millis(50),
+            ..Default::default()
         },
+        ..WriteOptions::default()
+    };
+    let state = common::influx::app_state(
+        influx,
+        write,
+        dir.path(),
+        common::small_config(1_000),
         TIMEOUT,
     );
     let (url, _rt) = common::serve(state);
@@ -443,19 +429,10 @@ impl Store for Stalled {
 fn a_request_over_the_timeout_gets_a_503_problem() {
     let (release, stalled) = std::sync::mpsc::channel();
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState::new(
+    let state = common::app_state_over(
         Arc::new(Stalled(std::sync::Mutex::new(stalled))),
-        Arc::new(Jobs::new(Target::Parquet {
-            dir: dir.path().to_path_buf(),
-        })),
-        LoadDefaults {
-            config: common::small_config(1_000),
-            threads: 1,
-            retention_days: 3650,
-            replace: false,
-            resume: false,
-            shard: ohlcv::ingest::influx::Shard::ALL,
-        },
+        common::parquet_target(dir.path()),
+        common::small_config(1_000),
         Duration::from_millis(200),
     );
     let (url, _rt) = common::serve(state);

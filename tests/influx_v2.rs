@@ -20,18 +20,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::flux;
+use common::influx::{load_in_shards, run};
+use common::{assert_verifies, flux};
 use ohlcv::generator::GeneratorConfig;
-use ohlcv::ingest::influx::{
-    self, BatchStats, InfluxLoadOptions, RetryPolicy, Shard, WriteOptions,
-};
-use ohlcv::ingest::{IngestError, Progress};
+use ohlcv::ingest::influx::{InfluxLoadOptions, RetryPolicy, WriteOptions};
 use ohlcv::store::Store;
-use ohlcv::store::influx::{
-    Api, InfluxConfig, InfluxStore, QueryLanguage, Secret, SetupOutcome, setup,
-};
-use ohlcv::store::parquet::ParquetStore;
-use ohlcv::verify;
+use ohlcv::store::influx::{Api, InfluxConfig, InfluxStore, QueryLanguage, SetupOutcome, setup};
 
 const TOKEN: &str = "test-token-do-not-leak";
 
@@ -433,49 +427,41 @@ fn start() -> Harness {
 }
 
 fn influx_config(url: &str, token: &str, bucket: &str) -> InfluxConfig {
-    InfluxConfig {
-        url: InfluxConfig::parse_url(url).unwrap(),
-        api: Api::V2,
-        token: Some(Secret::new(token)),
-        org: "ohlcv-poc".into(),
-        bucket: bucket.into(),
-        database: bucket.into(),
-        username: None,
-        password: None,
-        retention_days: 3650,
-        query_language: QueryLanguage::Flux,
-    }
+    common::influx::config(url, Api::V2, Some(token), bucket)
 }
 
+/// Small batches and quick retries, so that a few thousand trades meet every fault injected.
 fn options(
     influx: InfluxConfig,
     load: GeneratorConfig,
     checkpoints: &std::path::Path,
 ) -> InfluxLoadOptions {
-    InfluxLoadOptions {
-        config: load,
-        influx,
-        write: WriteOptions {
-            batch_lines: 2_000,
-            batch_bytes: 256 * 1024,
-            writers: 2,
-            gzip: false,
-            retry: RetryPolicy {
-                interval: Duration::from_millis(20),
-                max_delay: Duration::from_millis(200),
-                max_time: Duration::from_secs(30),
-                jitter: Duration::from_millis(5),
-                ..RetryPolicy::default()
-            },
-            breaker_threshold: 4,
+    let write = WriteOptions {
+        batch_lines: 2_000,
+        batch_bytes: 256 * 1024,
+        writers: 2,
+        gzip: false,
+        retry: RetryPolicy {
+            interval: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            max_time: Duration::from_secs(30),
+            jitter: Duration::from_millis(5),
+            ..RetryPolicy::default()
         },
-        shard: Shard::ALL,
-        resume: false,
-        replace: false,
-        checkpoint_dir: checkpoints.to_path_buf(),
-        threads: 2,
-        retention_days: 3650,
-        now: chrono::Utc::now(),
+        breaker_threshold: 4,
+    };
+    common::influx::options(load, influx, write, checkpoints)
+}
+
+impl Harness {
+    /// `bucket` on this server, with the token it accepts.
+    fn config(&self, bucket: &str) -> InfluxConfig {
+        influx_config(&self.url, TOKEN, bucket)
+    }
+
+    /// Loads `load` into the bucket `ready` creates.
+    fn options(&self, load: &GeneratorConfig, checkpoints: &std::path::Path) -> InfluxLoadOptions {
+        options(self.config("trades"), load.clone(), checkpoints)
     }
 }
 
@@ -493,16 +479,6 @@ fn expected_points(load: &GeneratorConfig) -> usize {
     n
 }
 
-fn run(
-    o: &InfluxLoadOptions,
-) -> (
-    Result<influx::InfluxLoadSummary, IngestError>,
-    Arc<BatchStats>,
-) {
-    let stats = Arc::new(BatchStats::default());
-    (influx::load(o, &Progress::default(), &stats), stats)
-}
-
 fn ready(h: &Harness) {
     h.state
         .buckets
@@ -514,7 +490,7 @@ fn ready(h: &Harness) {
 #[test]
 fn setup_creates_the_bucket_with_its_retention_once() {
     let h = start();
-    let c = influx_config(&h.url, TOKEN, "trades");
+    let c = h.config("trades");
     assert_eq!(setup(&c).unwrap(), SetupOutcome::Created);
     assert_eq!(h.state.buckets.lock().unwrap()["trades"], 3650 * 86_400);
     assert_eq!(setup(&c).unwrap(), SetupOutcome::Exists);
@@ -543,22 +519,8 @@ fn gzip_bodies_land_every_point_exactly_once() {
     ready(&h);
     let load = common::small_config(20_000);
     let dir = tempfile::tempdir().unwrap();
-    let o = InfluxLoadOptions {
-        write: WriteOptions {
-            gzip: true,
-            ..options(
-                influx_config(&h.url, TOKEN, "trades"),
-                load.clone(),
-                dir.path(),
-            )
-            .write
-        },
-        ..options(
-            influx_config(&h.url, TOKEN, "trades"),
-            load.clone(),
-            dir.path(),
-        )
-    };
+    let mut o = h.options(&load, dir.path());
+    o.write.gzip = true;
     let (result, stats) = run(&o);
     let summary = result.unwrap();
     assert_eq!(summary.written, 20_000);
@@ -596,12 +558,7 @@ fn retry_after_and_server_errors_are_retried() {
         });
     }
     let dir = tempfile::tempdir().unwrap();
-    let o = options(
-        influx_config(&h.url, TOKEN, "trades"),
-        load.clone(),
-        dir.path(),
-    );
-    let (result, stats) = run(&o);
+    let (result, stats) = run(&h.options(&load, dir.path()));
     result.unwrap();
     assert_eq!(stats.summary().retried, 3);
     assert_eq!(h.state.points.lock().unwrap().len(), expected_points(&load));
@@ -613,11 +570,6 @@ fn repeated_failures_pause_until_health_answers() {
     ready(&h);
     let load = common::small_config(5_000);
     let dir = tempfile::tempdir().unwrap();
-    let o = options(
-        influx_config(&h.url, TOKEN, "trades"),
-        load.clone(),
-        dir.path(),
-    );
     // Six 502s in a row open the breaker (threshold 4).
     {
         let mut f = h.state.faults.lock().unwrap();
@@ -629,7 +581,7 @@ fn repeated_failures_pause_until_health_answers() {
             });
         }
     }
-    let (result, stats) = run(&o);
+    let (result, stats) = run(&h.options(&load, dir.path()));
     result.unwrap();
     assert!(stats.summary().retried >= 6);
     assert!(
@@ -645,13 +597,8 @@ fn dropped_connections_are_retried() {
     ready(&h);
     let load = common::small_config(5_000);
     let dir = tempfile::tempdir().unwrap();
-    let o = options(
-        influx_config(&h.url, TOKEN, "trades"),
-        load.clone(),
-        dir.path(),
-    );
     h.state.drop_connections.store(2, Ordering::Relaxed);
-    let (result, stats) = run(&o);
+    let (result, stats) = run(&h.options(&load, dir.path()));
     result.unwrap();
     assert!(stats.summary().retried >= 1);
     assert_eq!(h.state.drop_connections.load(Ordering::Relaxed), 0);
@@ -665,11 +612,7 @@ fn too_large_batches_are_split() {
     *h.state.max_body.lock().unwrap() = Some(64 * 1024);
     let load = common::small_config(10_000);
     let dir = tempfile::tempdir().unwrap();
-    let (result, stats) = run(&options(
-        influx_config(&h.url, TOKEN, "trades"),
-        load.clone(),
-        dir.path(),
-    ));
+    let (result, stats) = run(&h.options(&load, dir.path()));
     result.unwrap();
     assert!(stats.summary().split >= 1);
     assert_eq!(h.state.points.lock().unwrap().len(), expected_points(&load));
@@ -697,15 +640,11 @@ fn fatal_answers_stop_the_load_with_a_clear_error_and_no_secret() {
         !err.to_string().contains("wrong-token") && !format!("{err:?}").contains("wrong-token")
     );
 
-    let (result, _) = run(&options(
-        influx_config(&h.url, TOKEN, "missing"),
-        load.clone(),
-        dir.path(),
-    ));
+    let (result, _) = run(&options(h.config("missing"), load.clone(), dir.path()));
     let err = result.unwrap_err().to_string();
     assert!(err.contains("\"missing\""), "{err}");
 
-    let good = options(influx_config(&h.url, TOKEN, "trades"), load, dir.path());
+    let good = h.options(&load, dir.path());
     let bad_line = r#"{"code":"invalid","message":"unable to parse 'trade,symbol=X price=': missing field value"}"#;
     for (code, body, expect) in [
         (400, bad_line, "unable to parse 'trade,symbol=X price='"),
@@ -734,22 +673,12 @@ fn a_different_load_is_refused_unless_replaced() {
     ready(&h);
     let dir = tempfile::tempdir().unwrap();
     let first = common::small_config(3_000);
-    run(&options(
-        influx_config(&h.url, TOKEN, "trades"),
-        first,
-        dir.path(),
-    ))
-    .0
-    .unwrap();
+    run(&h.options(&first, dir.path())).0.unwrap();
     let second = GeneratorConfig {
         seed: 99,
         ..common::small_config(4_000)
     };
-    let o = options(
-        influx_config(&h.url, TOKEN, "trades"),
-        second.clone(),
-        dir.path(),
-    );
+    let o = h.options(&second, dir.path());
     let err = run(&o).0.unwrap_err().to_string();
     assert!(
         err.contains("different load") && err.contains("--replace"),
@@ -770,21 +699,11 @@ fn flux_reads_equal_the_embedded_store() {
     ready(&h);
     let dir = tempfile::tempdir().unwrap();
     let load = common::small_config(12_000);
-    run(&options(
-        influx_config(&h.url, TOKEN, "trades"),
-        load.clone(),
-        dir.path(),
-    ))
-    .0
-    .unwrap();
-    let store = InfluxStore::new(influx_config(&h.url, TOKEN, "trades")).unwrap();
-    let report = verify::verify(&store, 100, 1).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
-    assert_eq!(report.trades_counted, 12_000);
+    run(&h.options(&load, dir.path())).0.unwrap();
+    let store = InfluxStore::new(h.config("trades")).unwrap();
+    assert_verifies(&store, (100, 1), 12_000);
 
-    let data = tempfile::tempdir().unwrap();
-    common::load(data.path(), &common::options(load.clone()));
-    let parquet = ParquetStore::new(data.path());
+    let (_data, parquet) = common::embedded(&load);
     assert_eq!(
         store.manifest().unwrap().load,
         parquet.manifest().unwrap().load
@@ -808,7 +727,7 @@ fn flux_reads_equal_the_embedded_store() {
         ],
         ("2024-03-01", "2024-03-20"),
     );
-    let missing = InfluxStore::new(influx_config(&h.url, TOKEN, "nowhere")).unwrap();
+    let missing = InfluxStore::new(h.config("nowhere")).unwrap();
     let err = missing.manifest().unwrap_err().to_string();
     assert!(err.contains("nowhere"), "{err}");
 }
@@ -820,23 +739,11 @@ fn a_sharded_load_is_complete_when_every_shard_is() {
     ready(&h);
     let dir = tempfile::tempdir().unwrap();
     let load = common::small_config(6_000);
-    let store = InfluxStore::new(influx_config(&h.url, TOKEN, "trades")).unwrap();
-    for index in 0..2 {
-        assert!(!store.manifest().is_ok_and(|m| m.complete));
-        let o = InfluxLoadOptions {
-            shard: Shard { index, count: 2 },
-            ..options(
-                influx_config(&h.url, TOKEN, "trades"),
-                load.clone(),
-                dir.path(),
-            )
-        };
+    let store = InfluxStore::new(h.config("trades")).unwrap();
+    load_in_shards(&store, &h.options(&load, dir.path()), 2, |o| {
         run(&o).0.unwrap();
-    }
-    assert!(store.manifest().unwrap().complete);
-    let report = verify::verify(&store, 100, 2).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
-    assert_eq!(report.trades_counted, 6_000);
+    });
+    assert_verifies(&store, (100, 2), 6_000);
 }
 
 /// Against a real InfluxDB 2.x: creates a bucket `ohlcv-test-<pid>` in the organisation
@@ -856,7 +763,7 @@ fn real_influxdb_2x_when_configured() {
         })
     };
     let (url, token) = (variable("INFLUXDB_URL"), variable("INFLUXDB_TOKEN"));
-    let org = std::env::var("INFLUXDB_ORG").unwrap_or_else(|_| "ohlcv-poc".into());
+    let org = std::env::var("INFLUXDB_ORG").unwrap_or_else(|_| common::influx::ORG.into());
     let bucket = format!("ohlcv-test-{}", std::process::id());
     let c = InfluxConfig {
         org,
@@ -865,13 +772,7 @@ fn real_influxdb_2x_when_configured() {
     assert_eq!(setup(&c).unwrap(), SetupOutcome::Created);
     let dir = tempfile::tempdir().unwrap();
     let load = common::small_config(20_000);
-    let stats = Arc::new(BatchStats::default());
-    let summary = influx::load(
-        &options(c.clone(), load, dir.path()),
-        &Progress::default(),
-        &stats,
-    )
-    .unwrap();
+    let summary = run(&options(c.clone(), load, dir.path())).0.unwrap();
     assert_eq!(summary.written, 20_000);
     // Both languages: Flux natively, InfluxQL through the v1 compatibility API.
     for query_language in [QueryLanguage::Flux, QueryLanguage::Influxql] {
@@ -880,7 +781,7 @@ fn real_influxdb_2x_when_configured() {
             ..c.clone()
         })
         .unwrap();
-        let report = verify::verify(&store, 100, 1).unwrap();
+        let report = ohlcv::verify::verify(&store, 100, 1).unwrap();
         assert!(report.ok(), "{query_language:?}: {:?}", report.listed);
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod flux;
+pub mod influx;
 pub mod influxd;
 
 use std::fmt::Debug;
@@ -16,11 +17,12 @@ use ohlcv::api::{self, AppState, LoadDefaults};
 use ohlcv::candles::Fill;
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::jobs::{Jobs, Target};
-use ohlcv::ingest::{self, LoadOptions, LoadSummary, Progress};
+use ohlcv::ingest::{self, IngestError, LoadOptions, LoadSummary, Progress};
 use ohlcv::model::Symbol;
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
 use ohlcv::store::parquet::ParquetStore;
+use ohlcv::verify;
 
 /// How long a poll waits before it fails: not a timing assertion, only a guard against a test
 /// hanging on a stuck job, server or process, so far beyond any healthy run.
@@ -78,22 +80,47 @@ pub fn options(config: GeneratorConfig) -> LoadOptions {
     }
 }
 
-/// `ohlcv serve`'s state over the embedded store in `dir`, loading into it, with the given
-/// defaults for loads and request timeout.
-pub fn app_state(dir: &Path, defaults: GeneratorConfig, timeout: std::time::Duration) -> AppState {
+/// The load settings `ohlcv serve` starts with, for loads of `config` by default.
+pub fn load_defaults(config: GeneratorConfig) -> LoadDefaults {
+    LoadDefaults {
+        config,
+        threads: 2,
+        retention_days: 3650,
+        replace: false,
+        resume: false,
+        shard: ohlcv::ingest::influx::Shard::ALL,
+    }
+}
+
+/// Jobs loading into the embedded store in `dir`.
+pub fn parquet_target(dir: &Path) -> Target {
+    Target::Parquet {
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// `ohlcv serve`'s state reading `store` and loading into `target`, with the given defaults
+/// for loads and request timeout.
+pub fn app_state_over(
+    store: Arc<dyn Store>,
+    target: Target,
+    defaults: GeneratorConfig,
+    timeout: Duration,
+) -> AppState {
     AppState::new(
+        store,
+        Arc::new(Jobs::new(target)),
+        load_defaults(defaults),
+        timeout,
+    )
+}
+
+/// `ohlcv serve`'s state over the embedded store in `dir`, loading into it.
+pub fn app_state(dir: &Path, defaults: GeneratorConfig, timeout: Duration) -> AppState {
+    app_state_over(
         Arc::new(ParquetStore::new(dir)),
-        Arc::new(Jobs::new(Target::Parquet {
-            dir: dir.to_path_buf(),
-        })),
-        LoadDefaults {
-            config: defaults,
-            threads: 2,
-            retention_days: 3650,
-            replace: false,
-            resume: false,
-            shard: ohlcv::ingest::influx::Shard::ALL,
-        },
+        parquet_target(dir),
+        defaults,
         timeout,
     )
 }
@@ -178,6 +205,30 @@ pub fn watch_to_the_end(url: &str) -> serde_json::Value {
     })
 }
 
+/// Loads into the embedded store in `dir`, reporting to `progress`.
+pub fn try_load(
+    dir: &Path,
+    options: &LoadOptions,
+    progress: &Progress,
+) -> Result<LoadSummary, IngestError> {
+    ingest::load(dir, options, progress)
+}
+
 pub fn load(dir: &Path, options: &LoadOptions) -> LoadSummary {
-    ingest::load(dir, options, &Progress::default()).expect("load succeeds")
+    try_load(dir, options, &Progress::default()).expect("load succeeds")
+}
+
+/// Loads `config` into a new embedded store: the reference other stores are compared with.
+pub fn embedded(config: &GeneratorConfig) -> (tempfile::TempDir, ParquetStore) {
+    let dir = tempfile::tempdir().unwrap();
+    load(dir.path(), &options(config.clone()));
+    let store = ParquetStore::new(dir.path());
+    (dir, store)
+}
+
+/// Asserts that `store` verifies, sampling `sample` ranges with `seed`, and counts `trades`.
+pub fn assert_verifies(store: &dyn Store, (sample, seed): (usize, u64), trades: u64) {
+    let report = verify::verify(store, sample, seed).unwrap();
+    assert!(report.ok(), "{:?}", report.listed);
+    assert_eq!(report.trades_counted, trades);
 }
