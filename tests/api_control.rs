@@ -34,6 +34,17 @@ fn get(url: &str) -> (u16, Value) {
     json_of(Client::new().get(url).send().unwrap())
 }
 
+/// The API over an empty embedded store, loading 1,000 trades when asked to load.
+fn serve_empty() -> (String, tokio::runtime::Runtime, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, runtime) = common::serve(common::app_state(
+        dir.path(),
+        common::small_config(1_000),
+        TIMEOUT,
+    ));
+    (url, runtime, dir)
+}
+
 #[test]
 fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,12 +134,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
 
 #[test]
 fn ingestion_settings_are_validated() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, _rt) = common::serve(common::app_state(
-        dir.path(),
-        common::small_config(1_000),
-        TIMEOUT,
-    ));
+    let (url, _rt, _dir) = serve_empty();
     let create = format!("{url}/api/v1/ingestions");
     for (body, code, param) in [
         (json!({"trades": 0}), "invalid_trades", "trades"),
@@ -198,12 +204,7 @@ fn ingestion_settings_are_validated() {
 
 #[test]
 fn the_openapi_document_lists_every_route_and_swagger_ui_is_served_locally() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, _rt) = common::serve(common::app_state(
-        dir.path(),
-        common::small_config(1_000),
-        TIMEOUT,
-    ));
+    let (url, _rt, _dir) = serve_empty();
     let (status, doc) = get(&format!("{url}/openapi.json"));
     assert_eq!(status, 200);
     let routes = [
@@ -309,9 +310,7 @@ fn secrets_never_reach_a_response_or_a_log_line() {
     const TOKEN: &str = "tok-3f9a-never-shown";
     const PASSWORD: &str = "pw-77c1-never-shown";
     // An InfluxDB target that refuses connections: the load fails, and says so.
-    let unreachable = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = unreachable.local_addr().unwrap().port();
-    drop(unreachable);
+    let port = common::free_port();
     let influx = InfluxConfig {
         username: Some("admin".into()),
         password: Some(Secret::new(PASSWORD)),
@@ -487,12 +486,7 @@ fn a_graceful_shutdown_stops_a_running_load_cleanly() {
 
 #[test]
 fn the_chart_page_is_served_from_the_binary() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, _rt) = common::serve(common::app_state(
-        dir.path(),
-        common::small_config(1_000),
-        TIMEOUT,
-    ));
+    let (url, _rt, _dir) = serve_empty();
     let r = Client::new().get(format!("{url}/")).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");

@@ -242,11 +242,7 @@ fn a_killed_load_leaves_only_complete_partitions_and_resumes() {
 fn influx_credentials_never_appear_in_output() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on: every command fails, and says why without the token.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let secret = "tok-3f9a-never-print-me";
     let run = |args: &str| {
         command(dir.path(), args)

@@ -20,6 +20,14 @@ fn config(server: &Influxd, database: &str) -> InfluxConfig {
     common::influx::config(&server.url(), Api::V1, None, database)
 }
 
+/// A fresh influxd holding the empty database `trades`.
+fn with_trades_database() -> (Influxd, InfluxConfig) {
+    let server = Influxd::start();
+    let influx = config(&server, "trades");
+    setup(&influx).unwrap();
+    (server, influx)
+}
+
 /// Retries patient enough to outlast a restart of influxd.
 fn options(
     load: GeneratorConfig,
@@ -97,9 +105,7 @@ fn a_missing_database_and_an_empty_one_are_reported() {
 
 #[test]
 fn a_load_survives_the_server_being_killed_and_restarted() {
-    let mut server = Influxd::start();
-    let influx = config(&server, "trades");
-    setup(&influx).unwrap();
+    let (mut server, influx) = with_trades_database();
     let load = GeneratorConfig {
         trades: 300_000,
         ..common::small_config(0)
@@ -133,9 +139,7 @@ fn a_load_survives_the_server_being_killed_and_restarted() {
 
 #[test]
 fn shards_and_resume_write_each_chunk_exactly_once() {
-    let server = Influxd::start();
-    let influx = config(&server, "trades");
-    setup(&influx).unwrap();
+    let (_server, influx) = with_trades_database();
     let load = common::small_config(30_000);
     let checkpoints = tempfile::tempdir().unwrap();
     let store = InfluxStore::new(influx.clone()).unwrap();
@@ -154,9 +158,7 @@ fn shards_and_resume_write_each_chunk_exactly_once() {
 /// statistics, then served back by the same server.
 #[test]
 fn an_api_ingestion_writes_into_influxdb_and_is_served_back() {
-    let server = Influxd::start();
-    let influx = config(&server, "trades");
-    setup(&influx).unwrap();
+    let (_server, influx) = with_trades_database();
     let checkpoints = tempfile::tempdir().unwrap();
     let state = common::influx::app_state(
         influx,

@@ -2,22 +2,15 @@
 //! loopback port with its data in a temporary directory, and stops it on drop. Installs
 //! nothing: `scripts/test.sh` installs the package when `influxd` is missing.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+use super::free_port;
 
 pub struct Influxd {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn binary() -> PathBuf {

@@ -125,14 +125,29 @@ pub fn app_state(dir: &Path, defaults: GeneratorConfig, timeout: Duration) -> Ap
     )
 }
 
-/// Serves `state` on 127.0.0.1:0 on its own runtime; returns the base URL and the runtime,
-/// which stops the server when dropped.
-pub fn serve(state: AppState) -> (String, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A loopback port nobody listened on a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A runtime of its own for a server under test, so that the test's blocking client never
+/// runs on it.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Serves `state` on 127.0.0.1:0 on its own runtime; returns the base URL and the runtime,
+/// which stops the server when dropped.
+pub fn serve(state: AppState) -> (String, tokio::runtime::Runtime) {
+    let runtime = runtime();
     let url = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
