@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use common::influx::{load_in_shards, run};
@@ -65,8 +66,18 @@ fn problem(code: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn authorized(headers: &HeaderMap) -> bool {
-    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Token {TOKEN}"))
+/// Every route but `/health` wants the token first, as a real server's do.
+async fn require_token(request: Request, next: Next) -> Response {
+    let header = request.headers().get("authorization");
+    if header.and_then(|v| v.to_str().ok()) == Some(&format!("Token {TOKEN}")) {
+        next.run(request).await
+    } else {
+        problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unauthorized access",
+        )
+    }
 }
 
 async fn write(
@@ -75,13 +86,6 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(&headers) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unauthorized access",
-        );
-    }
     let (Some(org), Some(bucket)) = (q.get("org"), q.get("bucket")) else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -215,13 +219,6 @@ async fn query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(&headers) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unauthorized access",
-        );
-    }
     if q.get("org").map(String::as_str) != Some("ohlcv-poc") {
         return problem(StatusCode::NOT_FOUND, "not found", "organization not found");
     }
@@ -269,14 +266,7 @@ async fn query(
 }
 
 /// `/api/v2/delete` with a `_measurement="..."` predicate.
-async fn delete(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorized(&headers) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unauthorized access",
-        );
-    }
+async fn delete(State(s): State<Arc<Server>>, body: Bytes) -> Response {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let predicate = v["predicate"].as_str().unwrap();
     let measurement = predicate
@@ -295,14 +285,7 @@ async fn health(State(s): State<Arc<Server>>) -> Response {
     (StatusCode::OK, r#"{"name":"influxdb","status":"pass"}"#).into_response()
 }
 
-async fn orgs(Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
-    if !authorized(&headers) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unauthorized access",
-        );
-    }
+async fn orgs(Query(q): Query<HashMap<String, String>>) -> Response {
     if q.get("org").map(String::as_str) == Some("ohlcv-poc") {
         (
             StatusCode::OK,
@@ -317,15 +300,7 @@ async fn orgs(Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> R
 async fn list_buckets(
     State(s): State<Arc<Server>>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Response {
-    if !authorized(&headers) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unauthorized access",
-        );
-    }
     let buckets = s.buckets.lock().unwrap();
     let found: Vec<serde_json::Value> = buckets
         .iter()
@@ -339,14 +314,7 @@ async fn list_buckets(
         .into_response()
 }
 
-async fn create_bucket(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorized(&headers) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unauthorized access",
-        );
-    }
+async fn create_bucket(State(s): State<Arc<Server>>, body: Bytes) -> Response {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["orgID"], "0000000000000001");
     let secs = v["retentionRules"][0]["everySeconds"].as_u64().unwrap();
@@ -366,18 +334,15 @@ struct Harness {
 
 fn start() -> Harness {
     let state = Arc::new(Server::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let app = Router::new()
         .route("/api/v2/write", post(write))
-        .route("/health", get(health))
         .route("/api/v2/query", post(query))
         .route("/api/v2/delete", post(delete))
         .route("/api/v2/orgs", get(orgs))
         .route("/api/v2/buckets", get(list_buckets).post(create_bucket))
+        .route_layer(axum::middleware::from_fn(require_token))
+        .route("/health", get(health))
         .with_state(state.clone());
     let url = runtime.block_on(async {
         let inner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
