@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: small real loads into temporary directories, a
-//! real influxd, and the Flux evaluator of the strict v2 test server.
+//! Helpers shared by the integration tests: small real loads into temporary directories, the
+//! API's state and server, polls with a deadline, and (in submodules) the InfluxDB suites' setup,
+//! a real influxd and the Flux evaluator of the strict v2 test server.
 
 #![allow(dead_code)]
 
