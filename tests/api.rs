@@ -53,6 +53,25 @@ fn problem(path: &str) -> (u16, serde_json::Value) {
     (status, r.json().unwrap())
 }
 
+/// The `items` of every page of `path`, `limit` a page, following `next_cursor` to the end.
+fn paged(path: &str, limit: usize, items: &str) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page: serde_json::Value = match &cursor {
+            Some(c) => get(&format!("{path}&limit={limit}&cursor={c}")),
+            None => get(&format!("{path}&limit={limit}")),
+        }
+        .json()
+        .unwrap();
+        all.extend(page[items].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return all,
+        }
+    }
+}
+
 #[test]
 fn health_and_ready() {
     let r = get("/health");
@@ -104,21 +123,7 @@ fn candles_json_csv_and_paging() {
     assert!(v["next_cursor"].is_null());
 
     // Pages of 10 put together give the same candles.
-    let mut paged = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("{base}&limit=10&cursor={c}"),
-            None => format!("{base}&limit=10"),
-        };
-        let page: serde_json::Value = get(&path).json().unwrap();
-        paged.extend(page["candles"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
-    assert_eq!(paged, all);
+    assert_eq!(paged(base, 10, "candles"), all);
 
     let r = Client::new()
         .get(format!("{}{base}", server().url))
@@ -137,22 +142,10 @@ fn candles_json_csv_and_paging() {
 #[test]
 fn trades_page_with_cursors() {
     let base = "/api/v1/trades?symbol=MSFT&start=2024-03-04&end=2024-03-05";
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("{base}&limit=250&cursor={c}"),
-            None => format!("{base}&limit=250"),
-        };
-        let page: serde_json::Value = get(&path).json().unwrap();
-        for t in page["trades"].as_array().unwrap() {
-            seen.push(t["trade_id"].as_u64().unwrap());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    let seen: Vec<u64> = paged(base, 250, "trades")
+        .iter()
+        .map(|t| t["trade_id"].as_u64().unwrap())
+        .collect();
     assert!(seen.len() > 250);
     assert!(
         seen.windows(2).all(|w| w[1] == w[0] + 1),

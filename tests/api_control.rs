@@ -7,10 +7,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ohlcv::api::{AppState, LoadDefaults};
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::influx::WriteOptions;
-use ohlcv::ingest::jobs::{Jobs, Target};
 use ohlcv::store::influx::{Api, InfluxConfig, QueryLanguage, Secret};
 use ohlcv::store::parquet::ParquetStore;
 use ohlcv::store::{Store, StoreError};
@@ -36,6 +34,17 @@ fn get(url: &str) -> (u16, Value) {
     json_of(Client::new().get(url).send().unwrap())
 }
 
+/// The API over an empty embedded store, loading 1,000 trades when asked to load.
+fn serve_empty() -> (String, tokio::runtime::Runtime, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, runtime) = common::serve(common::app_state(
+        dir.path(),
+        common::small_config(1_000),
+        TIMEOUT,
+    ));
+    (url, runtime, dir)
+}
+
 #[test]
 fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +64,9 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     assert_eq!(location, "/api/v1/ingestions/1");
     let job = format!("{url}{location}");
 
-    let running = common::watch(&job, |v| v["processed"].as_u64() > Some(0));
+    let running = common::watch(&job, "the load to start", |v| {
+        v["processed"].as_u64() > Some(0)
+    });
     assert_eq!(running["state"], "running");
     assert_eq!(running["total"], 3_000_000);
     // One load at a time.
@@ -72,7 +83,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
 
     let (status, _) = post(&format!("{job}/cancel"), None);
     assert_eq!(status, 202);
-    let cancelled = common::watch(&job, |v| v["state"] != "running");
+    let cancelled = common::watch(&job, "the load to stop", |v| v["state"] != "running");
     assert_eq!(cancelled["state"], "cancelled");
     let (_, legacy) = get(&format!("{url}/api/status"));
     assert_eq!(legacy["status"], "idle");
@@ -90,16 +101,12 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     // The same load again finishes it: the store then holds exactly the load.
     let (status, started) = post(&format!("{url}/api/start"), None);
     assert_eq!(status, 202, "{started}");
-    let done = common::watch(&format!("{url}/api/v1/ingestions/2"), |v| {
-        v["state"] != "running" && v["state"] != "queued"
-    });
+    let done = common::watch_to_the_end(&format!("{url}/api/v1/ingestions/2"));
     assert_eq!(done["state"], "completed", "{done}");
     let (_, legacy) = get(&format!("{url}/api/status"));
     assert_eq!(legacy["status"], "completed");
     assert_eq!(legacy["progress"]["percentage"], 100.0);
-    let report = verify::verify(&ParquetStore::new(dir.path()), 50, 1).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
-    assert_eq!(report.trades_counted, 3_000_000);
+    common::assert_verifies(&ParquetStore::new(dir.path()), (50, 1), 3_000_000);
 
     let (_, list) = get(&format!("{url}/api/v1/ingestions"));
     assert_eq!(list["ingestions"].as_array().unwrap().len(), 2);
@@ -127,12 +134,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
 
 #[test]
 fn ingestion_settings_are_validated() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, _rt) = common::serve(common::app_state(
-        dir.path(),
-        common::small_config(1_000),
-        TIMEOUT,
-    ));
+    let (url, _rt, _dir) = serve_empty();
     let create = format!("{url}/api/v1/ingestions");
     for (body, code, param) in [
         (json!({"trades": 0}), "invalid_trades", "trades"),
@@ -202,12 +204,7 @@ fn ingestion_settings_are_validated() {
 
 #[test]
 fn the_openapi_document_lists_every_route_and_swagger_ui_is_served_locally() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, _rt) = common::serve(common::app_state(
-        dir.path(),
-        common::small_config(1_000),
-        TIMEOUT,
-    ));
+    let (url, _rt, _dir) = serve_empty();
     let (status, doc) = get(&format!("{url}/openapi.json"));
     assert_eq!(status, 200);
     let routes = [
@@ -313,45 +310,33 @@ fn secrets_never_reach_a_response_or_a_log_line() {
     const TOKEN: &str = "tok-3f9a-never-shown";
     const PASSWORD: &str = "pw-77c1-never-shown";
     // An InfluxDB target that refuses connections: the load fails, and says so.
-    let unreachable = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = unreachable.local_addr().unwrap().port();
-    drop(unreachable);
+    let port = common::free_port();
     let influx = InfluxConfig {
-        url: InfluxConfig::parse_url(&format!("http://admin:{PASSWORD}@127.0.0.1:{port}")).unwrap(),
-        api: Api::V2,
-        token: Some(Secret::new(TOKEN)),
-        org: "ohlcv-poc".into(),
-        bucket: "trades".into(),
-        database: "trades".into(),
         username: Some("admin".into()),
         password: Some(Secret::new(PASSWORD)),
-        retention_days: 3650,
         query_language: QueryLanguage::Influxql,
+        ..common::influx::config(
+            &format!("http://admin:{PASSWORD}@127.0.0.1:{port}"),
+            Api::V2,
+            Some(TOKEN),
+            "trades",
+        )
     };
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState::new(
-        Arc::new(ohlcv::store::influx::InfluxStore::new(influx.clone()).unwrap()),
-        Arc::new(Jobs::new(Target::Influx {
-            config: Box::new(influx),
-            write: WriteOptions {
-                retry: ohlcv::ingest::influx::RetryPolicy {
-                    interval: Duration::from_millis(5),
-                    max_delay: Duration::from_millis(10),
-                    max_time: Duration::from_millis(50),
-                    ..Default::default()
-                },
-                ..WriteOptions::default()
-            },
-            checkpoint_dir: dir.path().to_path_buf(),
-        })),
-        LoadDefaults {
-            config: common::small_config(1_000),
-            threads: 1,
-            retention_days: 3650,
-            replace: false,
-            resume: false,
-            shard: ohlcv::ingest::influx::Shard::ALL,
+    let write = WriteOptions {
+        retry: ohlcv::ingest::influx::RetryPolicy {
+            interval: Duration::from_millis(5),
+            max_delay: Duration::from_millis(10),
+            max_time: Duration::from_millis(50),
+            ..Default::default()
         },
+        ..WriteOptions::default()
+    };
+    let state = common::influx::app_state(
+        influx,
+        write,
+        dir.path(),
+        common::small_config(1_000),
         TIMEOUT,
     );
     let (url, _rt) = common::serve(state);
@@ -360,9 +345,11 @@ fn secrets_never_reach_a_response_or_a_log_line() {
         Some(json!({"store": "influxdb"})),
     );
     assert_eq!(status, 202, "{started}");
-    let failed = common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
-        v["state"] == "failed"
-    });
+    let failed = common::watch(
+        &format!("{url}/api/v1/ingestions/1"),
+        "the load to fail",
+        |v| v["state"] == "failed",
+    );
     assert!(
         failed["error"].as_str().unwrap().contains("unreachable"),
         "{failed}"
@@ -441,19 +428,10 @@ impl Store for Stalled {
 fn a_request_over_the_timeout_gets_a_503_problem() {
     let (release, stalled) = std::sync::mpsc::channel();
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState::new(
+    let state = common::app_state_over(
         Arc::new(Stalled(std::sync::Mutex::new(stalled))),
-        Arc::new(Jobs::new(Target::Parquet {
-            dir: dir.path().to_path_buf(),
-        })),
-        LoadDefaults {
-            config: common::small_config(1_000),
-            threads: 1,
-            retention_days: 3650,
-            replace: false,
-            resume: false,
-            shard: ohlcv::ingest::influx::Shard::ALL,
-        },
+        common::parquet_target(dir.path()),
+        common::small_config(1_000),
         Duration::from_millis(200),
     );
     let (url, _rt) = common::serve(state);
@@ -484,11 +462,17 @@ fn a_graceful_shutdown_stops_a_running_load_cleanly() {
     });
     let (status, _) = post(&format!("{url}/api/start"), None);
     assert_eq!(status, 202);
-    common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
-        v["processed"].as_u64() > Some(0)
-    });
+    common::watch(
+        &format!("{url}/api/v1/ingestions/1"),
+        "the load to start",
+        |v| v["processed"].as_u64() > Some(0),
+    );
     stop.send(()).unwrap();
-    runtime.block_on(server).unwrap().unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(common::DEADLINE, server).await })
+        .expect("serve() returns once the load has stopped")
+        .unwrap()
+        .unwrap();
     // serve() returned only after the load stopped at a batch boundary.
     let job = jobs.latest().unwrap();
     assert_eq!(job.state(), ohlcv::ingest::jobs::JobState::Cancelled);
@@ -502,12 +486,7 @@ fn a_graceful_shutdown_stops_a_running_load_cleanly() {
 
 #[test]
 fn the_chart_page_is_served_from_the_binary() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, _rt) = common::serve(common::app_state(
-        dir.path(),
-        common::small_config(1_000),
-        TIMEOUT,
-    ));
+    let (url, _rt, _dir) = serve_empty();
     let r = Client::new().get(format!("{url}/")).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");

@@ -1,15 +1,24 @@
 //! The `ohlcv` binary end to end on small loads in temporary directories.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn ohlcv(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ohlcv"))
-        .arg("--data-dir")
+/// `ohlcv --data-dir DIR ARGS`, with `args` written as on a command line: no value here holds
+/// a space.
+fn command(dir: &Path, args: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ohlcv"));
+    c.arg("--data-dir")
         .arg(dir)
-        .args(args)
+        .args(args.split_whitespace())
+        .env_remove("OHLCV_DATA_DIR");
+    c
+}
+
+fn ohlcv(dir: &Path, args: &str) -> Output {
+    command(dir, args)
         .env("RUST_LOG", "warn")
-        .env_remove("OHLCV_DATA_DIR")
         .output()
         .expect("ohlcv runs")
 }
@@ -22,19 +31,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
-const SMALL: &[&str] = &[
-    "load",
-    "--trades",
-    "20000",
-    "--symbols",
-    "AAPL,MSFT",
-    "--start",
-    "2024-03-01",
-    "--end",
-    "2024-03-31",
-    "--seed",
-    "3",
-];
+const SMALL: &str =
+    "load --trades 20000 --symbols AAPL,MSFT --start 2024-03-01 --end 2024-03-31 --seed 3";
 
 #[test]
 fn load_query_verify_end_to_end() {
@@ -54,17 +52,7 @@ fn load_query_verify_end_to_end() {
 
     let candles = ohlcv(
         dir.path(),
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "1d",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-04-01",
-        ],
+        "candles --symbol AAPL --interval 1d --start 2024-03-01 --end 2024-04-01",
     );
     assert!(candles.status.success(), "{}", stderr(&candles));
     let text = stdout(&candles);
@@ -87,15 +75,7 @@ fn load_query_verify_end_to_end() {
 
     let trades = ohlcv(
         dir.path(),
-        &[
-            "trades",
-            "--symbol",
-            "AAPL",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-04-01",
-        ],
+        "trades --symbol AAPL --start 2024-03-01 --end 2024-04-01",
     );
     assert!(trades.status.success());
     let text = stdout(&trades);
@@ -105,19 +85,7 @@ fn load_query_verify_end_to_end() {
 
     let limited = ohlcv(
         dir.path(),
-        &[
-            "trades",
-            "--symbol",
-            "AAPL",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-04-01",
-            "--limit",
-            "2",
-            "--format",
-            "json",
-        ],
+        "trades --symbol AAPL --start 2024-03-01 --end 2024-04-01 --limit 2 --format json",
     );
     let json: serde_json::Value = serde_json::from_slice(&limited.stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
@@ -126,21 +94,10 @@ fn load_query_verify_end_to_end() {
 
     let json = ohlcv(
         dir.path(),
-        &[
-            "candles",
-            "--symbol",
-            "MSFT",
-            "--interval",
-            "1h",
-            "--start",
-            "2024-03-04",
-            "--end",
-            "2024-03-05",
-            "--format",
-            "json",
-            "--fill",
-            "null",
-        ],
+        concat!(
+            "candles --symbol MSFT --interval 1h --start 2024-03-04 --end 2024-03-05",
+            " --format json --fill null",
+        ),
     );
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["symbol"], "MSFT");
@@ -150,23 +107,11 @@ fn load_query_verify_end_to_end() {
 
     let table = ohlcv(
         dir.path(),
-        &[
-            "candles",
-            "--symbol",
-            "MSFT",
-            "--interval",
-            "1mo",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2025-01-01",
-            "--format",
-            "table",
-        ],
+        "candles --symbol MSFT --interval 1mo --start 2024-01-01 --end 2025-01-01 --format table",
     );
     assert_eq!(stdout(&table).lines().count(), 2);
 
-    let verify = ohlcv(dir.path(), &["verify", "--sample", "300"]);
+    let verify = ohlcv(dir.path(), "verify --sample 300");
     assert!(verify.status.success(), "{}", stdout(&verify));
     assert!(stdout(&verify).contains("OK"));
 
@@ -180,9 +125,7 @@ fn load_query_verify_end_to_end() {
     );
 
     // A different one is refused with a clear message, then replaced when asked.
-    let mut other: Vec<&str> = SMALL.to_vec();
-    let last = other.len() - 1;
-    other[last] = "4";
+    let other = SMALL.replace("--seed 3", "--seed 4");
     let refused = ohlcv(dir.path(), &other);
     assert!(!refused.status.success());
     assert!(
@@ -190,13 +133,12 @@ fn load_query_verify_end_to_end() {
         "{}",
         stderr(&refused)
     );
-    other.push("--replace");
-    assert!(ohlcv(dir.path(), &other).status.success());
     assert!(
-        ohlcv(dir.path(), &["verify", "--sample", "50"])
+        ohlcv(dir.path(), &format!("{other} --replace"))
             .status
             .success()
     );
+    assert!(ohlcv(dir.path(), "verify --sample 50").status.success());
 }
 
 #[test]
@@ -206,7 +148,7 @@ fn verify_fails_on_a_tampered_manifest() {
     let path = dir.path().join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("\"seed\": 3", "\"seed\": 5")).unwrap();
-    let out = ohlcv(dir.path(), &["verify", "--sample", "100"]);
+    let out = ohlcv(dir.path(), "verify --sample 100");
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("MISMATCH"), "{}", stdout(&out));
 }
@@ -215,108 +157,24 @@ fn verify_fails_on_a_tampered_manifest() {
 fn bad_arguments_get_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     assert!(ohlcv(dir.path(), SMALL).status.success());
-    let cases: &[&[&str]] = &[
-        &["load", "--trades", "-5"],
-        &["load", "--trades", "0"],
-        &["load", "--symbols", "aapl"],
-        &["load", "--start", "2024-02-30"],
-        &["load", "--start", "2024-03-02", "--end", "2024-03-03"],
-        &["load", "--start", "2024-03-05", "--end", "2024-03-01"],
-        &["load", "--retention", "forever"],
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "0m",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-        ],
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "1y",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-        ],
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "1m",
-            "--start",
-            "yesterday",
-            "--end",
-            "2024-03-02",
-        ],
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "1m",
-            "--start",
-            "2024-03-02",
-            "--end",
-            "2024-03-01",
-        ],
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "1m",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-            "--tz",
-            "Mars/Olympus",
-        ],
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "1m",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-            "--fill",
-            "zero",
-        ],
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "1m",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-            "--format",
-            "xml",
-        ],
-        &["trades", "--symbol", "AAPL", "--start", "2024-03-01"],
-        &[
-            "trades",
-            "--symbol",
-            "A;B",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-        ],
-        &["frobnicate"],
+    let cases = [
+        "load --trades -5",
+        "load --trades 0",
+        "load --symbols aapl",
+        "load --start 2024-02-30",
+        "load --start 2024-03-02 --end 2024-03-03",
+        "load --start 2024-03-05 --end 2024-03-01",
+        "load --retention forever",
+        "candles --symbol AAPL --interval 0m --start 2024-03-01 --end 2024-03-02",
+        "candles --symbol AAPL --interval 1y --start 2024-03-01 --end 2024-03-02",
+        "candles --symbol AAPL --interval 1m --start yesterday --end 2024-03-02",
+        "candles --symbol AAPL --interval 1m --start 2024-03-02 --end 2024-03-01",
+        "candles --symbol AAPL --interval 1m --start 2024-03-01 --end 2024-03-02 --tz Mars/Olympus",
+        "candles --symbol AAPL --interval 1m --start 2024-03-01 --end 2024-03-02 --fill zero",
+        "candles --symbol AAPL --interval 1m --start 2024-03-01 --end 2024-03-02 --format xml",
+        "trades --symbol AAPL --start 2024-03-01",
+        "trades --symbol A;B --start 2024-03-01 --end 2024-03-02",
+        "frobnicate",
     ];
     for args in cases {
         let out = ohlcv(dir.path(), args);
@@ -327,7 +185,7 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
     }
     // Reading an empty directory says what to do.
     let empty = tempfile::tempdir().unwrap();
-    let out = ohlcv(empty.path(), &["verify"]);
+    let out = ohlcv(empty.path(), "verify");
     assert!(
         stderr(&out).contains("run `ohlcv load` first"),
         "{}",
@@ -338,45 +196,28 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
 #[test]
 fn a_killed_load_leaves_only_complete_partitions_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "load",
-        "--trades",
-        "3000000",
-        "--symbols",
-        "AAPL",
-        "--start",
-        "2024-01-01",
-        "--end",
-        "2024-12-31",
-        "--threads",
-        "1",
-    ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ohlcv"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
+    let args =
+        "load --trades 3000000 --symbols AAPL --start 2024-01-01 --end 2024-12-31 --threads 1";
+    let mut child = command(dir.path(), args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it once the manifest lists its first published partition.
-    let listed = |dir: &Path| {
-        ohlcv::store::Manifest::read(dir)
+    // Kill it once the manifest lists its first published partition; a load that ends first,
+    // however it ends, leaves the assertions below to say what it left.
+    let listed = || {
+        ohlcv::store::Manifest::read(dir.path())
             .ok()
             .flatten()
             .map_or(0, |m| m.partitions.len())
     };
-    let watcher = std::thread::spawn({
-        let dir = dir.path().to_path_buf();
-        move || {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            while listed(&dir) == 0 && std::time::Instant::now() < deadline {
-                std::thread::yield_now();
-            }
-        }
-    });
-    watcher.join().unwrap();
+    common::poll_until(
+        "the manifest to list a partition",
+        common::DEADLINE,
+        || (listed(), child.try_wait().unwrap()),
+        |(partitions, exited)| *partitions > 0 || exited.is_some(),
+    );
     child.kill().unwrap();
     let status = child.wait().unwrap();
     let manifest = ohlcv::store::Manifest::read(dir.path()).unwrap().unwrap();
@@ -386,23 +227,13 @@ fn a_killed_load_leaves_only_complete_partitions_and_resumes() {
         // Whatever is listed is readable and exact.
         let out = ohlcv(
             dir.path(),
-            &[
-                "trades",
-                "--symbol",
-                "AAPL",
-                "--start",
-                "2024-01-01",
-                "--end",
-                "2024-02-01",
-                "--limit",
-                "1",
-            ],
+            "trades --symbol AAPL --start 2024-01-01 --end 2024-02-01 --limit 1",
         );
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let resumed = ohlcv(dir.path(), &args);
+    let resumed = ohlcv(dir.path(), args);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
-    let verify = ohlcv(dir.path(), &["verify", "--sample", "200"]);
+    let verify = ohlcv(dir.path(), "verify --sample 200");
     assert!(verify.status.success(), "{}", stdout(&verify));
     assert!(stdout(&verify).contains("trades counted       3000000"));
 }
@@ -411,17 +242,10 @@ fn a_killed_load_leaves_only_complete_partitions_and_resumes() {
 fn influx_credentials_never_appear_in_output() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on: every command fails, and says why without the token.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let secret = "tok-3f9a-never-print-me";
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_ohlcv"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(args)
+    let run = |args: &str| {
+        command(dir.path(), args)
             .env("OHLCV_STORE", "influxdb")
             .env("INFLUXDB_URL", format!("http://127.0.0.1:{port}"))
             .env("INFLUXDB_TOKEN", secret)
@@ -430,33 +254,13 @@ fn influx_credentials_never_appear_in_output() {
             .output()
             .unwrap()
     };
-    let commands: &[&[&str]] = &[
-        &["influx", "setup"],
-        &[
-            "load",
-            "--trades",
-            "1000",
-            "--symbols",
-            "AAPL",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-05",
-        ],
-        &[
-            "candles",
-            "--symbol",
-            "AAPL",
-            "--interval",
-            "1m",
-            "--start",
-            "2024-03-01",
-            "--end",
-            "2024-03-02",
-        ],
-        &["verify"],
-        &["--help"],
-        &["load", "--help"],
+    let commands = [
+        "influx setup",
+        "load --trades 1000 --symbols AAPL --start 2024-03-01 --end 2024-03-05",
+        "candles --symbol AAPL --interval 1m --start 2024-03-01 --end 2024-03-02",
+        "verify",
+        "--help",
+        "load --help",
     ];
     for args in commands {
         let out = run(args);
@@ -465,7 +269,7 @@ fn influx_credentials_never_appear_in_output() {
             !text.contains(secret),
             "{args:?} printed the secret: {text}"
         );
-        if !args.contains(&"--help") {
+        if !args.split_whitespace().any(|a| a == "--help") {
             assert!(!out.status.success(), "{args:?}");
             assert!(
                 text.contains("unreachable") || text.contains("InfluxDB"),
@@ -476,13 +280,10 @@ fn influx_credentials_never_appear_in_output() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{secret}\n")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ohlcv"))
-        .args([
-            "--store",
-            "influxdb",
-            "--influxdb-url",
-            "http://127.0.0.1:9",
-            "--influxdb-token-file",
-        ])
+        .args(
+            "--store influxdb --influxdb-url http://127.0.0.1:9 --influxdb-token-file"
+                .split_whitespace(),
+        )
         .arg(dir.path().join("missing-token"))
         .args(["influx", "setup"])
         .env_remove("INFLUXDB_TOKEN")

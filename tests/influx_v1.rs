@@ -3,67 +3,48 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::influx::{load_in_shards, run, run_with};
 use common::influxd::Influxd;
+use common::{DEADLINE, assert_verifies, poll_until};
 use ohlcv::generator::GeneratorConfig;
-use ohlcv::ingest::influx::{
-    self, BatchStats, InfluxLoadOptions, RetryPolicy, Shard, WriteOptions,
-};
-use ohlcv::ingest::{IngestError, Progress};
-use ohlcv::store::influx::{Api, InfluxConfig, InfluxStore, QueryLanguage, SetupOutcome, setup};
-use ohlcv::store::parquet::ParquetStore;
+use ohlcv::ingest::Progress;
+use ohlcv::ingest::influx::{InfluxLoadOptions, RetryPolicy, WriteOptions};
+use ohlcv::store::influx::{Api, InfluxConfig, InfluxStore, SetupOutcome, setup};
 use ohlcv::store::{Store, StoreError};
 use ohlcv::verify;
 
 fn config(server: &Influxd, database: &str) -> InfluxConfig {
-    InfluxConfig {
-        url: InfluxConfig::parse_url(&server.url()).unwrap(),
-        api: Api::V1,
-        token: None,
-        org: "ohlcv-poc".into(),
-        bucket: database.into(),
-        database: database.into(),
-        username: None,
-        password: None,
-        retention_days: 3650,
-        query_language: QueryLanguage::Influxql,
-    }
+    common::influx::config(&server.url(), Api::V1, None, database)
 }
 
-fn options(load: GeneratorConfig, influx: InfluxConfig, checkpoints: &Path) -> InfluxLoadOptions {
-    InfluxLoadOptions {
-        config: load,
-        influx,
-        write: WriteOptions {
-            batch_lines: 5_000,
-            retry: RetryPolicy {
-                interval: Duration::from_millis(50),
-                max_delay: Duration::from_millis(500),
-                max_time: Duration::from_secs(60),
-                ..RetryPolicy::default()
-            },
-            ..WriteOptions::default()
+/// A fresh influxd holding the empty database `trades`.
+fn with_trades_database() -> (Influxd, InfluxConfig) {
+    let server = Influxd::start();
+    let influx = config(&server, "trades");
+    setup(&influx).unwrap();
+    (server, influx)
+}
+
+/// Retries patient enough to outlast a restart of influxd.
+fn options(
+    load: GeneratorConfig,
+    influx: InfluxConfig,
+    checkpoints: &std::path::Path,
+) -> InfluxLoadOptions {
+    let write = WriteOptions {
+        batch_lines: 5_000,
+        retry: RetryPolicy {
+            interval: Duration::from_millis(50),
+            max_delay: Duration::from_millis(500),
+            max_time: Duration::from_secs(60),
+            ..RetryPolicy::default()
         },
-        shard: Shard::ALL,
-        resume: false,
-        replace: false,
-        checkpoint_dir: checkpoints.to_path_buf(),
-        threads: 2,
-        retention_days: 3650,
-        now: chrono::Utc::now(),
-    }
-}
-
-fn run(options: &InfluxLoadOptions) -> Result<influx::InfluxLoadSummary, IngestError> {
-    influx::load(
-        options,
-        &Progress::default(),
-        &Arc::new(BatchStats::default()),
-    )
+        ..WriteOptions::default()
+    };
+    common::influx::options(load, influx, write, checkpoints)
 }
 
 #[test]
@@ -79,19 +60,17 @@ fn round_trip_counts_candles_and_verify_match_the_embedded_store() {
 
     let load = common::small_config(40_000);
     let checkpoints = tempfile::tempdir().unwrap();
-    let summary = run(&options(load.clone(), influx.clone(), checkpoints.path())).unwrap();
+    let summary = run(&options(load.clone(), influx.clone(), checkpoints.path()))
+        .0
+        .unwrap();
     assert_eq!(summary.written, 40_000);
     assert!(summary.batches.batches >= 8);
 
     let store = InfluxStore::new(influx.clone()).unwrap();
-    let report = verify::verify(&store, 200, 3).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
-    assert_eq!(report.trades_counted, 40_000);
+    assert_verifies(&store, (200, 3), 40_000);
 
     // The same seed in the embedded store gives the same trades and candles.
-    let dir = tempfile::tempdir().unwrap();
-    common::load(dir.path(), &common::options(load.clone()));
-    let parquet = ParquetStore::new(dir.path());
+    let (_dir, parquet) = common::embedded(&load);
     let ny = chrono_tz::America::New_York;
     common::assert_same_data(
         &store,
@@ -102,7 +81,7 @@ fn round_trip_counts_candles_and_verify_match_the_embedded_store() {
     );
 
     // Loading again rewrites the same points: still exactly N.
-    run(&options(load, influx, checkpoints.path())).unwrap();
+    run(&options(load, influx, checkpoints.path())).0.unwrap();
     assert!(verify::verify(&store, 50, 4).unwrap().ok());
 }
 
@@ -116,6 +95,7 @@ fn a_missing_database_and_an_empty_one_are_reported() {
         influx.clone(),
         checkpoints.path(),
     ))
+    .0
     .unwrap_err();
     assert!(err.to_string().contains("nowhere"), "{err}");
     setup(&influx).unwrap();
@@ -125,9 +105,7 @@ fn a_missing_database_and_an_empty_one_are_reported() {
 
 #[test]
 fn a_load_survives_the_server_being_killed_and_restarted() {
-    let mut server = Influxd::start();
-    let influx = config(&server, "trades");
-    setup(&influx).unwrap();
+    let (mut server, influx) = with_trades_database();
     let load = GeneratorConfig {
         trades: 300_000,
         ..common::small_config(0)
@@ -135,85 +113,58 @@ fn a_load_survives_the_server_being_killed_and_restarted() {
     let checkpoints = tempfile::tempdir().unwrap();
     let options = options(load, influx.clone(), checkpoints.path());
     let progress = Progress::default();
-    let stats = Arc::new(BatchStats::default());
 
-    let summary = std::thread::scope(|scope| {
-        let loader = scope.spawn(|| influx::load(&options, &progress, &stats));
+    let (result, stats) = std::thread::scope(|scope| {
+        let loader = scope.spawn(|| run_with(&options, &progress));
         // Kill the server once a tenth is acknowledged, start it again on the same data.
-        while progress.done.load(Ordering::Relaxed) < 30_000 && !loader.is_finished() {
-            std::thread::yield_now();
-        }
+        poll_until(
+            "a tenth of the load acknowledged (or the load over)",
+            DEADLINE,
+            || (progress.done.load(Ordering::Relaxed), loader.is_finished()),
+            |&(acknowledged, finished)| acknowledged >= 30_000 || finished,
+        );
         server.kill();
         server.restart();
         loader.join().unwrap()
-    })
-    .unwrap();
+    });
+    let summary = result.unwrap();
     assert_eq!(summary.written, 300_000);
     assert!(
         stats.summary().retried > 0,
         "writes failed while the server was down"
     );
     let store = InfluxStore::new(influx).unwrap();
-    let report = verify::verify(&store, 300, 5).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
-    assert_eq!(report.trades_counted, 300_000);
+    assert_verifies(&store, (300, 5), 300_000);
 }
 
 #[test]
 fn shards_and_resume_write_each_chunk_exactly_once() {
-    let server = Influxd::start();
-    let influx = config(&server, "trades");
-    setup(&influx).unwrap();
+    let (_server, influx) = with_trades_database();
     let load = common::small_config(30_000);
     let checkpoints = tempfile::tempdir().unwrap();
     let store = InfluxStore::new(influx.clone()).unwrap();
     let mut total = 0;
-    for index in 0..3 {
-        let shard = Shard { index, count: 3 };
-        let o = InfluxLoadOptions {
-            shard,
-            ..options(load.clone(), influx.clone(), checkpoints.path())
-        };
-        // No shard knows whether the others finished: the load is complete once all three
-        // have left their mark.
-        assert!(!store.manifest().is_ok_and(|m| m.complete));
-        total += run(&o).unwrap().written;
+    load_in_shards(&store, &options(load, influx, checkpoints.path()), 3, |o| {
+        total += run(&o).0.unwrap().written;
         // The same shard resumed finds everything acknowledged.
-        let again = run(&InfluxLoadOptions { resume: true, ..o }).unwrap();
+        let again = run(&InfluxLoadOptions { resume: true, ..o }).0.unwrap();
         assert_eq!(again.written, 0);
-    }
+    });
     assert_eq!(total, 30_000);
-    assert!(store.manifest().unwrap().complete);
-    let report = verify::verify(&store, 100, 6).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
-    assert_eq!(report.trades_counted, 30_000);
+    assert_verifies(&store, (100, 6), 30_000);
 }
 
 /// A load started through the API into the real influxd, watched to the end with its batch
 /// statistics, then served back by the same server.
 #[test]
 fn an_api_ingestion_writes_into_influxdb_and_is_served_back() {
-    let server = Influxd::start();
-    let influx = config(&server, "trades");
-    setup(&influx).unwrap();
+    let (_server, influx) = with_trades_database();
     let checkpoints = tempfile::tempdir().unwrap();
-    let state = ohlcv::api::AppState::new(
-        Arc::new(InfluxStore::new(influx.clone()).unwrap()),
-        Arc::new(ohlcv::ingest::jobs::Jobs::new(
-            ohlcv::ingest::jobs::Target::Influx {
-                config: Box::new(influx),
-                write: WriteOptions::default(),
-                checkpoint_dir: checkpoints.path().to_path_buf(),
-            },
-        )),
-        ohlcv::api::LoadDefaults {
-            config: common::small_config(25_000),
-            threads: 2,
-            retention_days: 3650,
-            replace: false,
-            resume: false,
-            shard: ohlcv::ingest::influx::Shard::ALL,
-        },
+    let state = common::influx::app_state(
+        influx,
+        WriteOptions::default(),
+        checkpoints.path(),
+        common::small_config(25_000),
         Duration::from_secs(30),
     );
     let (url, _rt) = common::serve(state);
@@ -224,9 +175,7 @@ fn an_api_ingestion_writes_into_influxdb_and_is_served_back() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
-    let status = common::watch(&format!("{url}/api/v1/ingestions/1"), |v| {
-        v["state"] != "running" && v["state"] != "queued"
-    });
+    let status = common::watch_to_the_end(&format!("{url}/api/v1/ingestions/1"));
     assert_eq!(status["state"], "completed", "{status}");
     assert_eq!(status["processed"], 25_000);
     assert!(

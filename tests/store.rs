@@ -150,9 +150,7 @@ fn a_half_written_partition_is_invisible_and_a_rerun_completes_it() {
     assert_eq!(summary.partitions_skipped, manifest.partitions.len() - 1);
     assert_eq!(summary.written, victim.trades);
     assert!(!tmp.exists());
-    let report = verify::verify(&store, 300, 2).unwrap();
-    assert!(report.ok(), "{:?}", report.listed);
-    assert_eq!(report.trades_counted, 30_000);
+    common::assert_verifies(&store, (300, 2), 30_000);
 }
 
 #[test]
@@ -182,7 +180,8 @@ fn a_cancelled_load_resumes_to_exactly_the_same_data() {
     progress
         .cancel
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let err = ingest::load(dir.path(), &common::options(config.clone()), &progress).unwrap_err();
+    let err =
+        common::try_load(dir.path(), &common::options(config.clone()), &progress).unwrap_err();
     assert!(matches!(err, IngestError::Cancelled));
     let manifest = Manifest::read(dir.path()).unwrap().unwrap();
     assert!(!manifest.complete);
@@ -199,7 +198,7 @@ fn a_different_load_is_refused_unless_replaced() {
         seed: 8,
         ..common::small_config(10_000)
     };
-    let err = ingest::load(
+    let err = common::try_load(
         dir.path(),
         &common::options(other.clone()),
         &Progress::default(),

@@ -2,23 +2,15 @@
 //! loopback port with its data in a temporary directory, and stops it on drop. Installs
 //! nothing: `scripts/test.sh` installs the package when `influxd` is missing.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use super::free_port;
 
 pub struct Influxd {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn binary() -> PathBuf {
@@ -76,20 +68,21 @@ impl Influxd {
 
     /// Waits for `/ping` to answer 204: the server's own readiness signal.
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("{}/ping", self.url());
         let client = reqwest::blocking::Client::new();
-        loop {
-            let url = format!("{}/ping", self.url());
-            if client
-                .get(&url)
-                .send()
-                .is_ok_and(|r| r.status().as_u16() == 204)
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "influxd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::poll_until(
+            "influxd to answer /ping with 204",
+            super::DEADLINE,
+            || {
+                client
+                    .get(&url)
+                    .send()
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| e.to_string())
+            },
+            |answer| *answer == Ok(204),
+        )
+        .expect("the poll ends only on an answer");
     }
 
     /// SIGKILL: no chance to flush anything.

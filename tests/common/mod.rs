@@ -1,23 +1,57 @@
-//! Helpers shared by the integration tests: small real loads into temporary directories, and
-//! a real influxd.
+//! Helpers shared by the integration tests: small real loads into temporary directories, the
+//! API's state and server, polls with a deadline, and (in submodules) the InfluxDB suites' setup,
+//! a real influxd and the Flux evaluator of the strict v2 test server.
 
 #![allow(dead_code)]
 
+pub mod flux;
+pub mod influx;
 pub mod influxd;
 
+use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use ohlcv::api::{self, AppState, LoadDefaults};
 use ohlcv::candles::Fill;
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::jobs::{Jobs, Target};
-use ohlcv::ingest::{self, LoadOptions, LoadSummary, Progress};
+use ohlcv::ingest::{self, IngestError, LoadOptions, LoadSummary, Progress};
 use ohlcv::model::Symbol;
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
 use ohlcv::store::parquet::ParquetStore;
+use ohlcv::verify;
+
+/// How long a poll waits before it fails: not a timing assertion, only a guard against a test
+/// hanging on a stuck job, server or process, so far beyond any healthy run.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Observes with `observe` until `done` holds for what it saw, and returns that. Fails once
+/// `deadline` has passed, saying what it waited for and what it saw last, which is what tells
+/// a stuck job from a slow one.
+pub fn poll_until<S: Debug>(
+    what: &str,
+    deadline: Duration,
+    mut observe: impl FnMut() -> S,
+    done: impl Fn(&S) -> bool,
+) -> S {
+    let give_up = Instant::now() + deadline;
+    loop {
+        let seen = observe();
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "waited {deadline:?} for {what}; last saw {seen:?}"
+        );
+        // Backoff, so the polls leave the observed threads and processes the cores.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
@@ -47,34 +81,74 @@ pub fn options(config: GeneratorConfig) -> LoadOptions {
     }
 }
 
-/// `ohlcv serve`'s state over the embedded store in `dir`, loading into it, with the given
-/// defaults for loads and request timeout.
-pub fn app_state(dir: &Path, defaults: GeneratorConfig, timeout: std::time::Duration) -> AppState {
+/// The load settings `ohlcv serve` starts with, for loads of `config` by default.
+pub fn load_defaults(config: GeneratorConfig) -> LoadDefaults {
+    LoadDefaults {
+        config,
+        threads: 2,
+        retention_days: 3650,
+        replace: false,
+        resume: false,
+        shard: ohlcv::ingest::influx::Shard::ALL,
+    }
+}
+
+/// Jobs loading into the embedded store in `dir`.
+pub fn parquet_target(dir: &Path) -> Target {
+    Target::Parquet {
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// `ohlcv serve`'s state reading `store` and loading into `target`, with the given defaults
+/// for loads and request timeout.
+pub fn app_state_over(
+    store: Arc<dyn Store>,
+    target: Target,
+    defaults: GeneratorConfig,
+    timeout: Duration,
+) -> AppState {
     AppState::new(
-        Arc::new(ParquetStore::new(dir)),
-        Arc::new(Jobs::new(Target::Parquet {
-            dir: dir.to_path_buf(),
-        })),
-        LoadDefaults {
-            config: defaults,
-            threads: 2,
-            retention_days: 3650,
-            replace: false,
-            resume: false,
-            shard: ohlcv::ingest::influx::Shard::ALL,
-        },
+        store,
+        Arc::new(Jobs::new(target)),
+        load_defaults(defaults),
         timeout,
     )
+}
+
+/// `ohlcv serve`'s state over the embedded store in `dir`, loading into it.
+pub fn app_state(dir: &Path, defaults: GeneratorConfig, timeout: Duration) -> AppState {
+    app_state_over(
+        Arc::new(ParquetStore::new(dir)),
+        parquet_target(dir),
+        defaults,
+        timeout,
+    )
+}
+
+/// A loopback port nobody listened on a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A runtime of its own for a server under test, so that the test's blocking client never
+/// runs on it.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Serves `state` on 127.0.0.1:0 on its own runtime; returns the base URL and the runtime,
 /// which stops the server when dropped.
 pub fn serve(state: AppState) -> (String, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let url = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -121,19 +195,56 @@ pub fn assert_same_data(
     }
 }
 
-/// Polls the JSON at `url` until `done` holds for it; each poll is a real request.
-pub fn watch(url: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    loop {
-        let r = reqwest::blocking::get(url).unwrap();
-        assert_eq!(r.status(), 200, "{url}");
-        let v: serde_json::Value = r.json().unwrap();
-        if done(&v) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
+/// Polls the JSON at `url` until `done` holds for it; each poll is a real request. `what` names
+/// the state awaited, for the failure at the deadline.
+pub fn watch(
+    url: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    poll_until(
+        &format!("{what} at {url}"),
+        DEADLINE,
+        || {
+            let r = reqwest::blocking::get(url).unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            r.json::<serde_json::Value>().unwrap()
+        },
+        done,
+    )
+}
+
+/// Polls the ingestion at `url` until it has left the queue and stopped running.
+pub fn watch_to_the_end(url: &str) -> serde_json::Value {
+    watch(url, "the ingestion to end", |v| {
+        v["state"] != "running" && v["state"] != "queued"
+    })
+}
+
+/// Loads into the embedded store in `dir`, reporting to `progress`.
+pub fn try_load(
+    dir: &Path,
+    options: &LoadOptions,
+    progress: &Progress,
+) -> Result<LoadSummary, IngestError> {
+    ingest::load(dir, options, progress)
 }
 
 pub fn load(dir: &Path, options: &LoadOptions) -> LoadSummary {
-    ingest::load(dir, options, &Progress::default()).expect("load succeeds")
+    try_load(dir, options, &Progress::default()).expect("load succeeds")
+}
+
+/// Loads `config` into a new embedded store: the reference other stores are compared with.
+pub fn embedded(config: &GeneratorConfig) -> (tempfile::TempDir, ParquetStore) {
+    let dir = tempfile::tempdir().unwrap();
+    load(dir.path(), &options(config.clone()));
+    let store = ParquetStore::new(dir.path());
+    (dir, store)
+}
+
+/// Asserts that `store` verifies, sampling `sample` ranges with `seed`, and counts `trades`.
+pub fn assert_verifies(store: &dyn Store, (sample, seed): (usize, u64), trades: u64) {
+    let report = verify::verify(store, sample, seed).unwrap();
+    assert!(report.ok(), "{:?}", report.listed);
+    assert_eq!(report.trades_counted, trades);
 }
