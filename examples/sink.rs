@@ -1,6 +1,7 @@
 //! A local HTTP sink that accepts InfluxDB writes (`/api/v2/write`, `/write`) and discards
 //! them, to measure the client alone: `cargo run --release --example sink -- 127.0.0.1:9999`.
-//! It answers `/health` and `/ping` too, and prints bodies and bytes received every 5 s.
+//! It answers `/health` and `/ping` too, `/query` with an empty result (so a load finds no
+//! earlier load there), and prints bodies and bytes received every 5 s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,14 @@ async fn discard(State(c): State<Arc<Counters>>, body: Bytes) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// InfluxQL's answer to a query that matched nothing.
+async fn empty_result() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        r#"{"results":[{"statement_id":0}]}"#,
+    )
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let addr = std::env::args()
@@ -34,6 +43,7 @@ async fn main() {
         .route("/write", post(discard))
         .route("/health", get(|| async { "{\"status\":\"pass\"}" }))
         .route("/ping", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/query", post(empty_result).get(empty_result))
         .with_state(counters.clone());
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
     eprintln!("sink listening on http://{addr}");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ohlcv::generator::GeneratorConfig;
-use ohlcv::ingest::influx::WriteOptions;
+use ohlcv::ingest::WriteOptions;
 use ohlcv::store::influx::{Api, InfluxConfig, QueryLanguage, Secret};
 use ohlcv::store::parquet::ParquetStore;
 use ohlcv::store::{Store, StoreError};
@@ -324,7 +324,7 @@ fn secrets_never_reach_a_response_or_a_log_line() {
     };
     let dir = tempfile::tempdir().unwrap();
     let write = WriteOptions {
-        retry: ohlcv::ingest::influx::RetryPolicy {
+        retry: ohlcv::ingest::RetryPolicy {
             interval: Duration::from_millis(5),
             max_delay: Duration::from_millis(10),
             max_time: Duration::from_millis(50),
@@ -493,4 +493,32 @@ fn the_chart_page_is_served_from_the_binary() {
     let html = r.text().unwrap();
     assert!(html.contains("/api/v1/candles") && html.contains("<canvas"));
     assert!(!html.contains("https://"), "no CDN");
+}
+
+/// A 500 names the request it answers: the id in its body is the one in its `x-request-id`
+/// header, and the log line with the cause carries it too.
+#[test]
+fn an_internal_error_carries_the_request_id_of_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    // A damaged dataset: a manifest that is not JSON.
+    std::fs::write(dir.path().join("manifest.json"), "{\"format_version\":").unwrap();
+    let (url, _rt) = common::serve(common::app_state(
+        dir.path(),
+        common::small_config(1_000),
+        TIMEOUT,
+    ));
+    let r = reqwest::blocking::get(format!("{url}/api/v1/symbols")).unwrap();
+    assert_eq!(r.status(), 500);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["code"], "internal", "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with(&format!("request id {id}")),
+        "{detail} vs {id}"
+    );
+    assert!(
+        !detail.contains("manifest.json"),
+        "no path reaches a client: {detail}"
+    );
 }

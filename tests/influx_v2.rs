@@ -21,12 +21,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use common::influx::InfluxLoad;
 use common::influx::{load_in_shards, run};
 use common::{assert_verifies, flux};
 use ohlcv::generator::GeneratorConfig;
-use ohlcv::ingest::influx::{InfluxLoadOptions, RetryPolicy, WriteOptions};
+use ohlcv::ingest::{RetryPolicy, WriteOptions};
 use ohlcv::store::Store;
-use ohlcv::store::influx::{Api, InfluxConfig, InfluxStore, QueryLanguage, SetupOutcome, setup};
+use ohlcv::store::influx::{self, Api, InfluxConfig, QueryLanguage, SetupOutcome, setup};
 
 const TOKEN: &str = "test-token-do-not-leak";
 
@@ -400,7 +401,7 @@ fn options(
     influx: InfluxConfig,
     load: GeneratorConfig,
     checkpoints: &std::path::Path,
-) -> InfluxLoadOptions {
+) -> InfluxLoad {
     let write = WriteOptions {
         batch_lines: 2_000,
         batch_bytes: 256 * 1024,
@@ -425,7 +426,7 @@ impl Harness {
     }
 
     /// Loads `load` into the bucket `ready` creates.
-    fn options(&self, load: &GeneratorConfig, checkpoints: &std::path::Path) -> InfluxLoadOptions {
+    fn options(&self, load: &GeneratorConfig, checkpoints: &std::path::Path) -> InfluxLoad {
         options(self.config("trades"), load.clone(), checkpoints)
     }
 }
@@ -485,7 +486,7 @@ fn gzip_bodies_land_every_point_exactly_once() {
     let load = common::small_config(20_000);
     let dir = tempfile::tempdir().unwrap();
     let mut o = h.options(&load, dir.path());
-    o.write.gzip = true;
+    o.write().gzip = true;
     let (result, stats) = run(&o);
     let summary = result.unwrap();
     assert_eq!(summary.written, 20_000);
@@ -649,7 +650,15 @@ fn a_different_load_is_refused_unless_replaced() {
         err.contains("different load") && err.contains("--replace"),
         "{err}"
     );
-    run(&InfluxLoadOptions { replace: true, ..o }).0.unwrap();
+    run(&InfluxLoad {
+        spec: ohlcv::ingest::LoadSpec {
+            replace: true,
+            ..o.spec
+        },
+        ..o
+    })
+    .0
+    .unwrap();
     assert_eq!(
         h.state.points.lock().unwrap().len(),
         expected_points(&second)
@@ -665,8 +674,8 @@ fn flux_reads_equal_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let load = common::small_config(12_000);
     run(&h.options(&load, dir.path())).0.unwrap();
-    let store = InfluxStore::new(h.config("trades")).unwrap();
-    assert_verifies(&store, (100, 1), 12_000);
+    let store = influx::open(h.config("trades")).unwrap();
+    assert_verifies(&*store, (100, 1), 12_000);
 
     let (_data, parquet) = common::embedded(&load);
     assert_eq!(
@@ -681,7 +690,7 @@ fn flux_reads_equal_the_embedded_store() {
         );
     }
     common::assert_same_data(
-        &store,
+        &*store,
         &parquet,
         &load,
         &[
@@ -692,7 +701,7 @@ fn flux_reads_equal_the_embedded_store() {
         ],
         ("2024-03-01", "2024-03-20"),
     );
-    let missing = InfluxStore::new(h.config("nowhere")).unwrap();
+    let missing = influx::open(h.config("nowhere")).unwrap();
     let err = missing.manifest().unwrap_err().to_string();
     assert!(err.contains("nowhere"), "{err}");
 }
@@ -704,11 +713,11 @@ fn a_sharded_load_is_complete_when_every_shard_is() {
     ready(&h);
     let dir = tempfile::tempdir().unwrap();
     let load = common::small_config(6_000);
-    let store = InfluxStore::new(h.config("trades")).unwrap();
-    load_in_shards(&store, &h.options(&load, dir.path()), 2, |o| {
+    let store = influx::open(h.config("trades")).unwrap();
+    load_in_shards(&*store, &h.options(&load, dir.path()), 2, |o| {
         run(&o).0.unwrap();
     });
-    assert_verifies(&store, (100, 2), 6_000);
+    assert_verifies(&*store, (100, 2), 6_000);
 }
 
 /// Against a real InfluxDB 2.x: creates a bucket `ohlcv-test-<pid>` in the organisation
@@ -741,12 +750,12 @@ fn real_influxdb_2x_when_configured() {
     assert_eq!(summary.written, 20_000);
     // Both languages: Flux natively, InfluxQL through the v1 compatibility API.
     for query_language in [QueryLanguage::Flux, QueryLanguage::Influxql] {
-        let store = InfluxStore::new(InfluxConfig {
+        let store = influx::open(InfluxConfig {
             query_language,
             ..c.clone()
         })
         .unwrap();
-        let report = ohlcv::verify::verify(&store, 100, 1).unwrap();
+        let report = ohlcv::verify::verify(&*store, 100, 1).unwrap();
         assert!(report.ok(), "{query_language:?}: {:?}", report.listed);
     }
 }

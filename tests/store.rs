@@ -8,6 +8,7 @@ use std::path::Path;
 use ohlcv::generator::{GeneratorConfig, MarketPlan};
 use ohlcv::ingest::{self, IngestError, Progress};
 use ohlcv::model::{Symbol, TradeColumns};
+use ohlcv::store::layout::PartitionFiles;
 use ohlcv::store::parquet::ParquetStore;
 use ohlcv::store::{Manifest, Partition, Store, StoreError};
 use ohlcv::verify;
@@ -77,14 +78,14 @@ fn thread_count_does_not_change_a_single_byte() {
     let two = tempfile::tempdir().unwrap();
     common::load(
         one.path(),
-        &ingest::LoadOptions {
+        &ingest::LoadSpec {
             threads: 1,
             ..common::options(config.clone())
         },
     );
     common::load(
         two.path(),
-        &ingest::LoadOptions {
+        &ingest::LoadSpec {
             threads: 2,
             ..common::options(config)
         },
@@ -120,9 +121,11 @@ fn a_half_written_partition_is_invisible_and_a_rerun_completes_it() {
         .write_batch(&plan.symbols()[0].symbol, trades, &candles)
         .unwrap();
     drop(writer);
-    let tmp = dir
-        .path()
-        .join(victim.trades_file.replace("group=", ".tmp-group="));
+    let tmp = dir.path().join(
+        PartitionFiles::of(&victim)
+            .trades
+            .replace("group=", ".tmp-group="),
+    );
     assert!(
         tmp.exists(),
         "the half-written file exists under its temporary name"
@@ -147,7 +150,7 @@ fn a_half_written_partition_is_invisible_and_a_rerun_completes_it() {
 
     // Running the same load again writes only that partition and removes the leftover.
     let summary = common::load(dir.path(), &options);
-    assert_eq!(summary.partitions_skipped, manifest.partitions.len() - 1);
+    assert_eq!(summary.skipped, manifest.partitions.len() - 1);
     assert_eq!(summary.written, victim.trades);
     assert!(!tmp.exists());
     common::assert_verifies(&store, (300, 2), 30_000);
@@ -159,7 +162,7 @@ fn verify_reports_a_deleted_file_as_a_difference() {
     common::load(dir.path(), &common::options(common::small_config(20_000)));
     let store = ParquetStore::new(dir.path());
     let victim = store.manifest().unwrap().partitions[0].clone();
-    fs::remove_file(dir.path().join(&victim.trades_file)).unwrap();
+    fs::remove_file(dir.path().join(PartitionFiles::of(&victim).trades)).unwrap();
     let report = verify::verify(&store, 100, 1).unwrap();
     assert!(!report.ok());
     assert!(
@@ -212,7 +215,7 @@ fn a_different_load_is_refused_unless_replaced() {
     }
     let replaced = common::load(
         dir.path(),
-        &ingest::LoadOptions {
+        &ingest::LoadSpec {
             replace: true,
             ..common::options(other)
         },
@@ -236,15 +239,15 @@ fn partitions_beyond_retention_are_not_kept() {
         .to_utc();
     let summary = common::load(
         dir.path(),
-        &ingest::LoadOptions {
-            now,
+        &ingest::LoadSpec {
+            as_of: Some(now),
             ..common::options(config)
         },
     );
     let feb: Vec<&Partition> = before.iter().filter(|p| p.month == "2024-02").collect();
-    assert_eq!(summary.partitions_expired, feb.len());
+    assert_eq!(summary.expired, feb.len());
     for p in feb {
-        assert!(!dir.path().join(&p.trades_file).exists());
+        assert!(!dir.path().join(PartitionFiles::of(p).trades).exists());
     }
     let store = ParquetStore::new(dir.path());
     assert!(

@@ -75,7 +75,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let rows = query::candles(cli.store.open(data_dir)?.as_ref(), &q)?;
             print(|out| {
-                format::write_candles(out, args.format, &q.symbol, q.interval, &args.range.tz, &rows)
+                format::write_candles(
+                    out,
+                    args.format,
+                    &q.symbol,
+                    q.interval,
+                    &args.range.tz,
+                    &rows,
+                )
             })
         }
         Command::Trades(args) => {

@@ -180,10 +180,7 @@ impl Jobs {
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<Job>> {
-        lock(&self.jobs)
-            .iter()
-            .find(|j| j.id == id)
-            .cloned()
+        lock(&self.jobs).iter().find(|j| j.id == id).cloned()
     }
 
     /// Every job, oldest first.
@@ -193,9 +190,7 @@ impl Jobs {
 
     /// The most recent job.
     pub fn latest(&self) -> Option<Arc<Job>> {
-        lock(&self.jobs)
-            .last()
-            .cloned()
+        lock(&self.jobs).last().cloned()
     }
 
     /// Asks the running job to stop; it ends `cancelled` once its in-flight batches finish.

@@ -33,7 +33,10 @@ pub struct PartitionFiles {
 
 impl PartitionFiles {
     pub fn of(partition: &Partition) -> Self {
-        let name = format!("month={}/group={:04}.parquet", partition.month, partition.group);
+        let name = format!(
+            "month={}/group={:04}.parquet",
+            partition.month, partition.group
+        );
         Self {
             trades: format!("{TRADES_DIR}/{name}"),
             candles: format!("{CANDLES_DIR}/{name}"),

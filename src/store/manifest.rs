@@ -99,7 +99,8 @@ impl Manifest {
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).expect("a manifest is strings, numbers and dates");
+        let json =
+            serde_json::to_vec_pretty(self).expect("a manifest is strings, numbers and dates");
         publish::write_atomically(&dir.join(MANIFEST_FILE), &json)
     }
 }

@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use ohlcv::api::AppState;
 use ohlcv::generator::GeneratorConfig;
-use ohlcv::ingest::influx::{
-    self, BatchStats, InfluxLoadOptions, InfluxLoadSummary, Shard, WriteOptions,
+use ohlcv::ingest::{
+    self, BatchStats, IngestError, LoadSpec, LoadSummary, Progress, Shard, Target, WriteOptions,
 };
-use ohlcv::ingest::jobs::Target;
-use ohlcv::ingest::{IngestError, Progress};
 use ohlcv::store::Store;
-use ohlcv::store::influx::{Api, InfluxConfig, InfluxStore, QueryLanguage, Secret};
+use ohlcv::store::influx::{self, Api, InfluxConfig, QueryLanguage, Secret};
 
 /// The organisation the test servers know.
 pub const ORG: &str = "ohlcv-poc";
@@ -39,38 +37,47 @@ pub fn config(url: &str, api: Api, token: Option<&str>, bucket: &str) -> InfluxC
     }
 }
 
+/// A load into InfluxDB: where, with which write settings, and what.
+#[derive(Debug, Clone)]
+pub struct InfluxLoad {
+    pub target: Target,
+    pub spec: LoadSpec,
+}
+
+impl InfluxLoad {
+    /// The write settings of the target.
+    pub fn write(&mut self) -> &mut WriteOptions {
+        match &mut self.target {
+            Target::Influx { write, .. } => write,
+            Target::Parquet { .. } => unreachable!("an InfluxDB load"),
+        }
+    }
+}
+
 /// Loads `load` into `influx` with a suite's `write` settings, checkpointing in `checkpoints`.
 pub fn options(
     load: GeneratorConfig,
     influx: InfluxConfig,
     write: WriteOptions,
     checkpoints: &Path,
-) -> InfluxLoadOptions {
-    InfluxLoadOptions {
-        config: load,
-        influx,
-        write,
-        shard: Shard::ALL,
-        resume: false,
-        replace: false,
-        checkpoint_dir: checkpoints.to_path_buf(),
-        threads: 2,
-        retention_days: 3650,
-        now: chrono::Utc::now(),
+) -> InfluxLoad {
+    InfluxLoad {
+        target: target(influx, write, checkpoints),
+        spec: super::options(load),
     }
 }
 
-pub type Outcome = (Result<InfluxLoadSummary, IngestError>, Arc<BatchStats>);
+pub type Outcome = (Result<LoadSummary, IngestError>, Arc<BatchStats>);
 
 /// Runs the load `o`, returning its outcome and the statistics of its writes.
-pub fn run(o: &InfluxLoadOptions) -> Outcome {
+pub fn run(o: &InfluxLoad) -> Outcome {
     run_with(o, &Progress::default())
 }
 
 /// Runs the load `o` reporting to `progress`, which another thread may watch.
-pub fn run_with(o: &InfluxLoadOptions, progress: &Progress) -> Outcome {
+pub fn run_with(o: &InfluxLoad, progress: &Progress) -> Outcome {
     let stats = Arc::new(BatchStats::default());
-    (influx::load(o, progress, &stats), stats)
+    (ingest::run(&o.target, &o.spec, progress, &stats), stats)
 }
 
 /// Jobs loading into `influx` with `write` settings, checkpointing in `checkpoints`.
@@ -91,7 +98,7 @@ pub fn app_state(
     timeout: Duration,
 ) -> AppState {
     super::app_state_over(
-        Arc::new(InfluxStore::new(influx.clone()).unwrap()),
+        Arc::from(influx::open(influx.clone()).unwrap()),
         target(influx, write, checkpoints),
         defaults,
         timeout,
@@ -102,18 +109,17 @@ pub fn app_state(
 /// that `store` reads the load as complete once all have run, and not before.
 pub fn load_in_shards(
     store: &dyn Store,
-    o: &InfluxLoadOptions,
+    o: &InfluxLoad,
     count: u32,
-    mut load_shard: impl FnMut(InfluxLoadOptions),
+    mut load_shard: impl FnMut(InfluxLoad),
 ) {
     for index in 0..count {
         // No shard knows whether the others finished: the load is complete once all of them
         // have left their mark.
         assert!(!store.manifest().is_ok_and(|m| m.complete));
-        load_shard(InfluxLoadOptions {
-            shard: Shard { index, count },
-            ..o.clone()
-        });
+        let mut shard = o.clone();
+        shard.spec.shard = Shard { index, count };
+        load_shard(shard);
     }
     assert!(store.manifest().unwrap().complete);
 }

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use ohlcv::api::{self, AppState, LoadDefaults};
+use ohlcv::api::{self, AppState};
 use ohlcv::candles::Fill;
 use ohlcv::generator::GeneratorConfig;
-use ohlcv::ingest::jobs::{Jobs, Target};
-use ohlcv::ingest::{self, IngestError, LoadOptions, LoadSummary, Progress};
+use ohlcv::ingest::jobs::Jobs;
+use ohlcv::ingest::{self, IngestError, LoadSpec, LoadSummary, Progress, Target};
 use ohlcv::model::Symbol;
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
@@ -71,26 +71,17 @@ pub fn small_config(trades: u64) -> GeneratorConfig {
     }
 }
 
-pub fn options(config: GeneratorConfig) -> LoadOptions {
-    LoadOptions {
-        config,
+/// The load of `config` on two threads, every other setting at its default.
+pub fn options(config: GeneratorConfig) -> LoadSpec {
+    LoadSpec {
         threads: 2,
-        replace: false,
-        retention_days: 3650,
-        now: chrono::Utc::now(),
+        ..LoadSpec::new(config)
     }
 }
 
 /// The load settings `ohlcv serve` starts with, for loads of `config` by default.
-pub fn load_defaults(config: GeneratorConfig) -> LoadDefaults {
-    LoadDefaults {
-        config,
-        threads: 2,
-        retention_days: 3650,
-        replace: false,
-        resume: false,
-        shard: ohlcv::ingest::influx::Shard::ALL,
-    }
+pub fn load_defaults(config: GeneratorConfig) -> LoadSpec {
+    options(config)
 }
 
 /// Jobs loading into the embedded store in `dir`.
@@ -224,13 +215,13 @@ pub fn watch_to_the_end(url: &str) -> serde_json::Value {
 /// Loads into the embedded store in `dir`, reporting to `progress`.
 pub fn try_load(
     dir: &Path,
-    options: &LoadOptions,
+    options: &LoadSpec,
     progress: &Progress,
 ) -> Result<LoadSummary, IngestError> {
-    ingest::load(dir, options, progress)
+    ingest::run(&parquet_target(dir), options, progress, &Arc::default())
 }
 
-pub fn load(dir: &Path, options: &LoadOptions) -> LoadSummary {
+pub fn load(dir: &Path, options: &LoadSpec) -> LoadSummary {
     try_load(dir, options, &Progress::default()).expect("load succeeds")
 }
 

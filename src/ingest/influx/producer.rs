@@ -3,8 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::tracker::Tracker;
 use super::super::{BATCH_ROWS, Progress};
+use super::tracker::Tracker;
 use crate::candles;
 use crate::generator::MarketPlan;
 use crate::model::TradeColumns;

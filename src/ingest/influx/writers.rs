@@ -9,9 +9,9 @@ use std::time::Duration;
 use rand::SeedableRng;
 use tokio::sync::{Mutex, mpsc};
 
+use super::super::{IngestError, Progress};
 use super::producer::Pending;
 use super::tracker::{Checkpoint, Tracker};
-use super::super::{IngestError, Progress};
 use crate::store::influx::InfluxError;
 use crate::store::influx::write::Writer;
 
@@ -27,8 +27,7 @@ pub(super) async fn run(
     checkpoint: &mut Checkpoint,
 ) -> Option<IngestError> {
     let queue = Arc::new(Mutex::new(queue));
-    let (acks, mut ack_receiver) =
-        mpsc::unbounded_channel::<Result<Pending, InfluxError>>();
+    let (acks, mut ack_receiver) = mpsc::unbounded_channel::<Result<Pending, InfluxError>>();
     for i in 0..count {
         let (writer, queue, acks) = (writer.clone(), queue.clone(), acks.clone());
         tokio::spawn(async move {
@@ -37,7 +36,10 @@ pub(super) async fn run(
             loop {
                 let next = queue.lock().await.recv().await;
                 let Some(pending) = next else { break };
-                let result = writer.write(&pending.batch, &mut rng).await.map(|()| pending);
+                let result = writer
+                    .write(&pending.batch, &mut rng)
+                    .await
+                    .map(|()| pending);
                 let failed = result.is_err();
                 if acks.send(result).is_err() || failed {
                     break;

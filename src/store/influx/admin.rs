@@ -46,7 +46,9 @@ pub enum SetupOutcome {
     Created,
     Exists,
     /// It exists, but keeps data for this many days rather than the configured retention.
-    RetentionDiffers { existing_days: Option<u64> },
+    RetentionDiffers {
+        existing_days: Option<u64>,
+    },
 }
 
 impl SetupOutcome {

@@ -48,7 +48,10 @@ impl Client {
         })
     }
 
-    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
+    fn send(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response> {
         let response = request
             .headers(self.config.auth_headers())
             .send()

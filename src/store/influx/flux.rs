@@ -280,11 +280,7 @@ impl Store for FluxStore {
         Ok(close)
     }
 
-    fn count_trades(
-        &self,
-        symbol: &Symbol,
-        ranges: &[(Nanos, Nanos)],
-    ) -> store::Result<Vec<u64>> {
+    fn count_trades(&self, symbol: &Symbol, ranges: &[(Nanos, Nanos)]) -> store::Result<Vec<u64>> {
         let mut counts = vec![0u64; ranges.len()];
         for (batch_index, batch) in ranges.chunks(COUNTS_PER_QUERY).enumerate() {
             let q: Vec<String> = batch

@@ -90,8 +90,8 @@ impl Store for InfluxqlStore {
         }
         let mut out = TradeColumns::default();
         self.each_row(&q, |_, row| {
-            let amount = u32::try_from(int(&row[2])?)
-                .map_err(|_| InfluxError::Protocol("amount".into()))?;
+            let amount =
+                u32::try_from(int(&row[2])?).map_err(|_| InfluxError::Protocol("amount".into()))?;
             out.push(
                 int(&row[0])?,
                 int(&row[3])? as u64,

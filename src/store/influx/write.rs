@@ -13,9 +13,9 @@
 //! overwritten, not duplicated.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -313,7 +313,11 @@ enum Sent {
 }
 
 impl Writer {
-    pub fn new(config: &InfluxConfig, options: &WriteOptions, stats: Arc<BatchStats>) -> Result<Self> {
+    pub fn new(
+        config: &InfluxConfig,
+        options: &WriteOptions,
+        stats: Arc<BatchStats>,
+    ) -> Result<Self> {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(options.writers)
             .timeout(Duration::from_secs(60))
