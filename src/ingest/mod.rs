@@ -279,6 +279,9 @@ pub fn run(
         batches = summary.batches.as_ref().map(|b| b.batches),
         retried = summary.batches.as_ref().map(|b| b.retried),
         failed = summary.batches.as_ref().map(|b| b.failed),
+        bytes_raw = summary.batches.as_ref().map(|b| b.bytes_raw),
+        bytes_sent = summary.batches.as_ref().map(|b| b.bytes_sent),
+        latency_ms_p50 = summary.batches.as_ref().map(|b| b.latency_ms_p50),
         latency_ms_p99 = summary.batches.as_ref().map(|b| b.latency_ms_p99),
         "load complete"
     );
