@@ -286,3 +286,28 @@ fn many_quiet_symbols_share_files() {
     assert!(!trades.is_empty());
     assert!(verify::verify(&store, 100, 1).unwrap().ok());
 }
+
+/// Datasets written before file names were derived from (month, group) list them in their
+/// manifest: such a dataset still reads, verifies, and resumes without rewriting a file.
+#[test]
+fn a_manifest_that_lists_file_names_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::small_config(20_000);
+    common::load(dir.path(), &common::options(config.clone()));
+    let path = dir.path().join("manifest.json");
+    let mut old: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    for p in old["partitions"].as_array_mut().unwrap() {
+        let name = format!(
+            "month={}/group={:04}.parquet",
+            p["month"].as_str().unwrap(),
+            p["group"].as_u64().unwrap()
+        );
+        p["trades_file"] = format!("trades/{name}").into();
+        p["candles_file"] = format!("candles_1m/{name}").into();
+    }
+    fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+    let store = ParquetStore::new(dir.path());
+    common::assert_verifies(&store, (100, 3), 20_000);
+    let again = common::load(dir.path(), &common::options(config));
+    assert_eq!(again.written, 0);
+}
