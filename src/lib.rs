@@ -6,14 +6,16 @@
 //! - [`calendar`]: NYSE sessions, holidays and early closes.
 //! - [`generator`]: the deterministic market; every trade reproducible from a seed.
 //! - [`candles`]: intervals, time-zone bucketing, rollup and fill.
-//! - [`store`]: the [`store::Store`] read contract; the embedded Parquet store and InfluxDB.
-//! - [`ingest`]: loads into either store, resumable, and loads as background jobs.
+//! - [`store`]: the [`store::Store`] read contract and its error kinds; how a load is laid
+//!   out and published; the embedded Parquet store and InfluxDB.
+//! - [`ingest`]: one [`ingest::LoadSpec`] into either store through [`ingest::run`],
+//!   resumable; progress reporting; loads as background jobs.
 //! - [`query`]: candles and trades over any store.
 //! - [`verify`]: exact check of a stored load against the generator.
 //! - [`api`]: the HTTP server (`ohlcv serve`), its metrics and OpenAPI document.
 //! - [`format`](mod@format): csv, JSON and table output shared by the CLI and the API.
 //! - [`config`]: the command line, each flag with its environment variable.
-//! - [`telemetry`]: JSON logs and process resource figures.
+//! - [`telemetry`]: JSON logs, error chains, the shutdown signal, process resource figures.
 
 pub mod api;
 pub mod calendar;
