@@ -3,9 +3,9 @@
 //! validation of every parameter and `application/problem+json` errors.
 //!
 //! - here: the state, the router, request logs and ids, health, readiness, metrics, serving;
-//! - [`market`]: symbols, candles and trades;
-//! - [`ingestions`]: loads as jobs, and the proof of concept's routes;
-//! - [`metrics`]: the Prometheus registry; [`problem`]: the error documents.
+//! - `market`: symbols, candles and trades;
+//! - `ingestions`: loads as jobs, and the proof of concept's routes;
+//! - `metrics`: the Prometheus registry; `problem`: the error documents.
 //!
 //! Store calls block (file or HTTP I/O), so handlers run them on tokio's blocking pool.
 
