@@ -6,11 +6,11 @@
 //!                                      acknowledgements ──► tracker ──► checkpoint file
 //! ```
 //!
-//! - [`producer`]: generator threads take (symbol, session) chunks in turn; the channel holds
+//! - `producer`: generator threads take (symbol, session) chunks in turn; the channel holds
 //!   at most `2 × writers` batches, so memory is bounded whatever N is (backpressure).
-//! - [`writers`]: async tasks sending batches through the client's retrying
+//! - `writers`: async tasks sending batches through the client's retrying
 //!   [`Writer`](crate::store::influx::write::Writer).
-//! - [`tracker`]: a chunk is acknowledged when every batch holding its lines is; the checkpoint
+//! - `tracker`: a chunk is acknowledged when every batch holding its lines is; the checkpoint
 //!   lists acknowledged chunks, so `--resume` skips them. Rewriting an unacknowledged chunk is
 //!   safe: the same trades are the same points, which InfluxDB overwrites.
 //!

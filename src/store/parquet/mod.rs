@@ -4,7 +4,7 @@
 //! - [`schema`]: the Arrow schemas, writer settings and batch conversions;
 //! - [`writer`]: a partition's two files, published only once complete;
 //! - [`scan`]: one symbol's rows in a time range, pruned by row-group statistics;
-//! - [`cache`]: the manifest and decoded candles, kept between calls;
+//! - `cache`: the manifest and decoded candles, kept between calls;
 //! - here: [`ParquetStore`], its housekeeping (resume, retention, replace) and its
 //!   [`Store`] implementation.
 //!
