@@ -1,8 +1,6 @@
 //! Generator threads: each takes (symbol, session) chunks in turn and encodes their trades and
 //! 1-minute candles as line protocol into batches bounded by lines and by bytes.
 
-use std::sync::atomic::Ordering;
-
 use super::super::{BATCH_ROWS, Progress};
 use super::tracker::Tracker;
 use crate::candles;
@@ -97,7 +95,7 @@ impl<'a> Producer<'a> {
         let mut stream = self.plan.chunk_trades(symbol, session);
         let mut trades = TradeColumns::with_capacity(BATCH_ROWS + BATCH_ROWS / 4);
         loop {
-            if progress.cancel.load(Ordering::Relaxed) {
+            if progress.cancelled() {
                 return false;
             }
             trades.clear();
