@@ -1,18 +1,24 @@
 //! Command-line and environment configuration of the `ohlcv` binary. Every flag can also be
-//! set through the environment variable named in its help.
+//! set through the environment variable named in its help; where the proof of concept had a
+//! variable of its own ([`LEGACY_ENV`]), that one is read when ours is unset, so its
+//! environment configures `ohlcv serve` unchanged.
 
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand};
+use chrono::{DateTime, Duration as Days, NaiveDate};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::api::{Auth, AuthScope};
+use crate::calendar;
 use crate::candles::{Fill, Interval};
 use crate::format::Format;
 use crate::generator::GeneratorConfig;
 use crate::ingest::{LoadSpec, RetryPolicy, Shard, Target, WriteOptions};
 use crate::model::Symbol;
-use crate::store::influx::{self, Api, InfluxConfig, InfluxError, QueryLanguage, Secret};
+use crate::secret::Secret;
+use crate::store::influx::{self, Api, InfluxConfig, InfluxError, QueryLanguage};
 use crate::store::parquet::ParquetStore;
 use crate::store::{Store, StoreError};
 
@@ -27,8 +33,51 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the token in {what} is empty")]
+    EmptyToken { what: String },
+    #[error(
+        "--auth all protects every route with a token, and none is set: set OHLCV_API_TOKEN or --api-token-file"
+    )]
+    AuthWithoutToken,
+    #[error(
+        "refusing to serve on {addr}, which is not a loopback address, without an API token: set OHLCV_API_TOKEN (or --api-token-file), or pass --allow-unauthenticated to serve it open"
+    )]
+    Unprotected { addr: IpAddr },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The proof of concept's environment variables and ours they stand for: (ours, its).
+/// `PORT` and the `INFLUXDB_*` variables have the same names in both.
+pub const LEGACY_ENV: [(&str, &str); 5] = [
+    ("OHLCV_TRADES", "TOTAL_TRADES"),
+    ("OHLCV_BATCH_LINES", "BATCH_SIZE"),
+    ("OHLCV_SYMBOLS", "SYMBOLS"),
+    ("OHLCV_START", "START_DATE"),
+    ("OHLCV_END", "END_DATE"),
+];
+
+/// A token given directly, or read from a file (trimmed); empty is refused.
+fn read_token(
+    direct: Option<&str>,
+    file: Option<&Path>,
+    variable: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let (text, what) = match (direct, file) {
+        (Some(t), _) => (t.to_string(), variable.to_string()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) => return Ok(None),
+    };
+    match text.trim() {
+        "" => Err(ConfigError::EmptyToken { what }),
+        token => Ok(Some(Secret::new(token))),
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -49,6 +98,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments and environment, reading each variable of
+    /// [`LEGACY_ENV`] where ours is unset.
+    pub fn parse_with_legacy_env() -> Result<Self, clap::Error> {
+        let unset = |name: &str| std::env::var_os(name).is_none();
+        let command = Cli::command().mut_subcommands(|sub| {
+            sub.mut_args(|arg| {
+                let legacy = LEGACY_ENV.iter().find(|(ours, theirs)| {
+                    arg.get_env().is_some_and(|env| env == *ours) && unset(ours) && !unset(theirs)
+                });
+                match legacy {
+                    Some((_, theirs)) => arg.env(theirs),
+                    None => arg,
+                }
+            })
+        });
+        let mut matches = command.try_get_matches_from(std::env::args_os())?;
+        Cli::from_arg_matches_mut(&mut matches)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
     /// The embedded Parquet dataset in --data-dir.
@@ -60,8 +130,10 @@ pub enum StoreKind {
 /// Where trades are stored and read. The InfluxDB token and password are never printed.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    #[arg(long, global = true, env = "OHLCV_STORE", value_enum, default_value_t = StoreKind::Parquet)]
-    pub store: StoreKind,
+    /// Where trades go and are read from [default: influxdb when INFLUXDB_URL is set, as in
+    /// the proof of concept's environment; parquet otherwise].
+    #[arg(long, global = true, env = "OHLCV_STORE", value_enum)]
+    pub store: Option<StoreKind>,
     /// InfluxDB base URL, e.g. http://127.0.0.1:8086.
     #[arg(long, global = true, env = "INFLUXDB_URL")]
     pub influxdb_url: Option<String>,
@@ -94,22 +166,23 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The store chosen, or the one the environment implies.
+    pub fn kind(&self) -> StoreKind {
+        self.store.unwrap_or(match self.influxdb_url {
+            Some(_) => StoreKind::Influxdb,
+            None => StoreKind::Parquet,
+        })
+    }
+
     pub fn influx(&self) -> Result<InfluxConfig, ConfigError> {
         let url = self.influxdb_url.as_deref().ok_or_else(|| {
             InfluxError::Url("(unset): set INFLUXDB_URL or --influxdb-url".into())
         })?;
-        let token = match (&self.influxdb_token, &self.influxdb_token_file) {
-            (Some(t), _) => Some(Secret::new(t.trim())),
-            (None, Some(path)) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                Some(Secret::new(text.trim()))
-            }
-            (None, None) => None,
-        };
+        let token = read_token(
+            self.influxdb_token.as_deref(),
+            self.influxdb_token_file.as_deref(),
+            "INFLUXDB_TOKEN",
+        )?;
         Ok(InfluxConfig {
             url: InfluxConfig::parse_url(url)?,
             api: self.influxdb_api,
@@ -129,7 +202,7 @@ impl StoreArgs {
 
     /// The store reads go to: the dataset in `data_dir`, or the configured InfluxDB.
     pub fn open(&self, data_dir: &std::path::Path) -> Result<Box<dyn Store>, ConfigError> {
-        Ok(match self.store {
+        Ok(match self.kind() {
             StoreKind::Parquet => Box::new(ParquetStore::new(data_dir)),
             StoreKind::Influxdb => influx::open(self.influx()?).map_err(StoreError::from)?,
         })
@@ -141,7 +214,7 @@ impl StoreArgs {
         data_dir: &std::path::Path,
         load: &LoadArgs,
     ) -> Result<Target, ConfigError> {
-        Ok(match self.store {
+        Ok(match self.kind() {
             StoreKind::Parquet => Target::Parquet {
                 dir: data_dir.to_path_buf(),
             },
@@ -173,17 +246,52 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on. Any but a loopback address needs an API token, or
+    /// --allow-unauthenticated.
     #[arg(long, env = "OHLCV_BIND", default_value = "127.0.0.1")]
-    pub bind: std::net::IpAddr,
+    pub bind: IpAddr,
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
     /// A request running longer than this many seconds is answered 503.
     #[arg(long, env = "OHLCV_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
+    /// Bearer token that starting and stopping loads and /api/config require (every route
+    /// but /health with --auth all).
+    #[arg(long, env = "OHLCV_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// File holding the API token (used when OHLCV_API_TOKEN is not set).
+    #[arg(long, env = "OHLCV_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Which routes need the token: writes (loads and /api/config) or all (all but /health).
+    #[arg(long, env = "OHLCV_AUTH", value_enum, default_value_t = AuthScope::Writes)]
+    pub auth: AuthScope,
+    /// Serve a non-loopback address without a token (anyone who can reach it may start,
+    /// stop and replace loads).
+    #[arg(long, env = "OHLCV_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
     /// The load `POST /api/start` runs, and the defaults of `POST /api/v1/ingestions`.
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+impl ServeArgs {
+    /// The API's access policy. Without a token, only a loopback address is served, unless
+    /// --allow-unauthenticated says otherwise.
+    pub fn auth(&self) -> Result<Auth, ConfigError> {
+        let token = read_token(
+            self.api_token.as_deref(),
+            self.api_token_file.as_deref(),
+            "OHLCV_API_TOKEN",
+        )?;
+        match token {
+            Some(token) => Ok(Auth::token(token, self.auth)),
+            None if self.auth == AuthScope::All => Err(ConfigError::AuthWithoutToken),
+            None if !self.bind.is_loopback() && !self.allow_unauthenticated => {
+                Err(ConfigError::Unprotected { addr: self.bind })
+            }
+            None => Ok(Auth::open()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,10 +302,10 @@ pub enum InfluxCommand {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Number of trades, exactly.
+    /// Number of trades, exactly. Also read from TOTAL_TRADES.
     #[arg(long, env = "OHLCV_TRADES", default_value_t = 300_000_000)]
     pub trades: u64,
-    /// Comma-separated symbols.
+    /// Comma-separated symbols. Also read from SYMBOLS.
     #[arg(
         long,
         env = "OHLCV_SYMBOLS",
@@ -205,11 +313,13 @@ pub struct LoadArgs {
         default_value = "AAPL,MSFT,AMZN,GOOGL,META"
     )]
     pub symbols: Vec<Symbol>,
-    /// First date, inclusive (YYYY-MM-DD).
-    #[arg(long, env = "OHLCV_START", default_value = "2024-01-01")]
+    /// First date, inclusive: YYYY-MM-DD, or an RFC 3339 date-time (the load then starts with
+    /// the first session that opens at or after it). Also read from START_DATE.
+    #[arg(long, env = "OHLCV_START", default_value = "2024-01-01", value_parser = parse_start)]
     pub start: NaiveDate,
-    /// Last date, inclusive (YYYY-MM-DD).
-    #[arg(long, env = "OHLCV_END", default_value = "2024-12-31")]
+    /// Last date, inclusive: YYYY-MM-DD, or an RFC 3339 date-time (the load then ends with the
+    /// last session that closes at or before it). Also read from END_DATE.
+    #[arg(long, env = "OHLCV_END", default_value = "2024-12-31", value_parser = parse_end)]
     pub end: NaiveDate,
     /// Seed of the generator: the same seed and settings give the same trades.
     #[arg(long, env = "OHLCV_SEED", default_value_t = 42)]
@@ -224,7 +334,7 @@ pub struct LoadArgs {
     #[arg(long, env = "OHLCV_RETENTION", default_value = "10y", value_parser = parse_retention_days)]
     pub retention: u32,
 
-    /// InfluxDB: lines per write request.
+    /// InfluxDB: lines per write request. Also read from BATCH_SIZE.
     #[arg(long, env = "OHLCV_BATCH_LINES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_lines: u64,
     /// InfluxDB: bytes per write request before compression (the client bounds requests).
@@ -285,6 +395,49 @@ impl LoadArgs {
             as_of: None,
         }
     }
+}
+
+/// A date-time, its UTC date, and that date's session if it has one. A session (09:30 to
+/// 16:00 New York) lies within one UTC date, so whether a date-time keeps or drops its own
+/// date's session decides the bound; the dates on either side are wholly in or out.
+fn exchange_date(s: &str) -> Result<(NaiveDate, Option<calendar::Session>, i64), String> {
+    let instant = DateTime::parse_from_rfc3339(s).map_err(|_| {
+        format!("invalid date {s:?}: expected YYYY-MM-DD or an RFC 3339 date-time, e.g. 2024-01-01T00:00:00Z")
+    })?;
+    let date = instant.naive_utc().date();
+    // The calendar counts sessions in i64 nanoseconds.
+    let nanos = instant
+        .timestamp_nanos_opt()
+        .filter(|_| (1678..=2261).contains(&chrono::Datelike::year(&date)))
+        .ok_or_else(|| format!("invalid date {s:?}: outside the years 1678 to 2261"))?;
+    Ok((date, calendar::session(date), nanos))
+}
+
+/// The first date of a load starting at `s`: a date, or the date of the first session that
+/// opens at or after a date-time.
+pub fn parse_start(s: &str) -> Result<NaiveDate, String> {
+    if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(date);
+    }
+    let (date, session, instant) = exchange_date(s)?;
+    Ok(match session {
+        Some(session) if instant > session.open => date + Days::days(1),
+        _ => date,
+    })
+}
+
+/// The last date of a load ending at `s`, inclusive: a date, or the date of the last session
+/// that closes at or before a date-time (trades lie before the close, so an end one
+/// nanosecond before it keeps the session).
+pub fn parse_end(s: &str) -> Result<NaiveDate, String> {
+    if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(date);
+    }
+    let (date, session, instant) = exchange_date(s)?;
+    Ok(match session {
+        Some(session) if instant < session.close - 1 => date - Days::days(1),
+        _ => date,
+    })
 }
 
 /// Parses a retention such as `3650d`, `52w` or `10y` into days.
@@ -364,6 +517,46 @@ mod tests {
         assert_eq!(parse_retention_days("30d"), Ok(30));
         for bad in ["", "10", "y", "0d", "10h", "-1d", "99999999999d"] {
             assert!(parse_retention_days(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn date_times_bound_whole_sessions() {
+        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        // The proof of concept's defaults are the whole of 2024.
+        assert_eq!(parse_start("2024-01-01T00:00:00Z"), Ok(d("2024-01-01")));
+        assert_eq!(parse_end("2024-12-31T23:59:59Z"), Ok(d("2024-12-31")));
+        assert_eq!(parse_start("2024-03-15"), Ok(d("2024-03-15")));
+        assert_eq!(parse_end("2024-03-15"), Ok(d("2024-03-15")));
+        // 2024-03-15 opens at 13:30Z and closes at 20:00Z (EDT).
+        assert_eq!(parse_start("2024-03-15T13:30:00Z"), Ok(d("2024-03-15")));
+        assert_eq!(
+            parse_start("2024-03-15T13:30:00.000000001Z"),
+            Ok(d("2024-03-16"))
+        );
+        assert_eq!(
+            parse_end("2024-03-15T19:59:59.999999999Z"),
+            Ok(d("2024-03-15"))
+        );
+        assert_eq!(
+            parse_end("2024-03-15T19:59:59.999999998Z"),
+            Ok(d("2024-03-14"))
+        );
+        assert_eq!(parse_end("2024-03-15T16:00:00-04:00"), Ok(d("2024-03-15")));
+        // Early close at 13:00 New York on 2024-11-29.
+        assert_eq!(parse_end("2024-11-29T13:00:00-05:00"), Ok(d("2024-11-29")));
+        assert_eq!(parse_end("2024-11-29T12:59:00-05:00"), Ok(d("2024-11-28")));
+        // A time on a day without a session bounds at that day.
+        assert_eq!(parse_start("2024-03-16T12:00:00Z"), Ok(d("2024-03-16")));
+        for bad in [
+            "2024-13-01",
+            "yesterday",
+            "2024-01-01T00:00:00",
+            "1500-01-01T00:00:00Z",
+            "9999-01-01T00:00:00Z",
+        ] {
+            assert!(parse_start(bad).is_err(), "{bad}");
+            assert!(parse_end(bad).is_err(), "{bad}");
         }
     }
 

@@ -14,7 +14,9 @@
 //! - [`verify`]: exact check of a stored load against the generator.
 //! - [`api`]: the HTTP server (`ohlcv serve`), its metrics and OpenAPI document.
 //! - [`format`](mod@format): csv, JSON and table output shared by the CLI and the API.
-//! - [`config`]: the command line, each flag with its environment variable.
+//! - [`config`]: the command line, each flag with its environment variable (and the proof of
+//!   concept's names as fallbacks).
+//! - [`secret`]: credentials that never print, compared in constant time.
 //! - [`telemetry`]: JSON logs, error chains, the shutdown signal, process resource figures.
 
 pub mod api;
@@ -26,6 +28,7 @@ pub mod generator;
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod verify;

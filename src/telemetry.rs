@@ -1,13 +1,44 @@
 //! Logs, shutdown signals and resource figures.
 //!
 //! Logs are JSON lines on stderr (one object per event, fields flattened), filtered by
-//! `RUST_LOG` (default `info`), so stdout stays clean for command output such as csv.
+//! `RUST_LOG`, or else the proof of concept's `LOG_LEVEL` (default `info`), so stdout stays
+//! clean for command output such as csv.
 
 use tracing_subscriber::EnvFilter;
 
+/// The log filter from `RUST_LOG`, else `LOG_LEVEL`; an unusable one is `info`, and named.
+fn log_filter(
+    rust_log: Option<String>,
+    log_level: Option<String>,
+) -> (EnvFilter, Option<&'static str>) {
+    let (variable, directives) = match (rust_log, log_level) {
+        (Some(directives), _) => ("RUST_LOG", directives),
+        // The proof of concept's levels are pino's; `fatal` and `silent` have other names here.
+        (None, Some(level)) => (
+            "LOG_LEVEL",
+            match level.trim().to_ascii_lowercase().as_str() {
+                "fatal" => "error".to_string(),
+                "silent" => "off".to_string(),
+                level @ ("trace" | "debug" | "info" | "warn" | "error" | "off") => {
+                    level.to_string()
+                }
+                _ => return (EnvFilter::new("info"), Some("LOG_LEVEL")),
+            },
+        ),
+        (None, None) => return (EnvFilter::new("info"), None),
+    };
+    match EnvFilter::try_new(directives) {
+        Ok(filter) => (filter, None),
+        Err(_) => (EnvFilter::new("info"), Some(variable)),
+    }
+}
+
 /// Installs the JSON log subscriber; a second call is a no-op.
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, rejected) = log_filter(
+        std::env::var("RUST_LOG").ok(),
+        std::env::var("LOG_LEVEL").ok(),
+    );
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -15,6 +46,9 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    if let Some(variable) = rejected {
+        tracing::warn!(variable, "not a log filter; logging at info");
+    }
 }
 
 /// An error and its sources, `: `-separated, for a log line or a one-line message.
@@ -104,6 +138,29 @@ pub fn network_bytes() -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_level_stands_in_for_rust_log() {
+        let filter = |rust_log: Option<&str>, level: Option<&str>| {
+            let (filter, rejected) =
+                super::log_filter(rust_log.map(Into::into), level.map(Into::into));
+            (filter.to_string(), rejected)
+        };
+        assert_eq!(filter(None, None), ("info".into(), None));
+        assert_eq!(filter(None, Some("debug")), ("debug".into(), None));
+        assert_eq!(filter(None, Some("WARN")), ("warn".into(), None));
+        assert_eq!(filter(None, Some("fatal")), ("error".into(), None));
+        assert_eq!(filter(None, Some("silent")), ("off".into(), None));
+        assert_eq!(
+            filter(Some("ohlcv=trace"), Some("error")),
+            ("ohlcv=trace".into(), None)
+        );
+        assert_eq!(
+            filter(None, Some("loud")),
+            ("info".into(), Some("LOG_LEVEL"))
+        );
+        assert_eq!(filter(Some("[["), None), ("info".into(), Some("RUST_LOG")));
+    }
+
     #[test]
     fn rss_is_read_on_linux() {
         if cfg!(target_os = "linux") {

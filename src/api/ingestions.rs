@@ -1,5 +1,4 @@
-//! Loads through the API: `/api/v1/ingestions` (jobs with ids) and the proof of concept's
-//! `/api/start`, `/api/stop`, `/api/status`, `/api/config`, kept for its users.
+//! Loads through the API: `/api/v1/ingestions`, jobs with ids.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,8 +11,8 @@ use serde_json::Value;
 
 use super::{AppState, Problem};
 use crate::generator::MarketPlan;
+use crate::ingest::LoadSpec;
 use crate::ingest::jobs::{JobError, JobState, JobStatus};
-use crate::ingest::{LoadSpec, Target};
 use crate::model::Symbol;
 
 /// Largest load one request may ask for: 10 billion trades.
@@ -26,7 +25,7 @@ fn invalid(code: &'static str, detail: impl Into<String>, param: &'static str) -
 
 /// Validates an ingestion request body: every field optional, each checked, the server's
 /// load (`ohlcv serve`'s load flags) standing for those left out.
-fn spec(state: &AppState, body: &Bytes) -> Result<LoadSpec, Problem> {
+pub(super) fn spec(state: &AppState, body: &Bytes) -> Result<LoadSpec, Problem> {
     let mut spec = state.load_defaults.as_ref().clone();
     let r: IngestionRequest = if body.is_empty() {
         IngestionRequest::default()
@@ -179,11 +178,12 @@ fn parse_id(raw: &str) -> Result<u64, Problem> {
 }
 
 /// Starts a load with the body's settings (the server's defaults for those left out).
-#[utoipa::path(post, path = "/api/v1/ingestions", tag = "ingestions",
+#[utoipa::path(post, path = "/api/v1/ingestions", tag = "ingestions", security(("bearer" = [])),
     request_body(content = IngestionRequest, content_type = "application/json", description = "Every field optional"),
     responses(
         (status = 202, description = "Started; Location names it", body = JobStatus),
         (status = 400, description = "Invalid setting", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The server has a token and the request does not", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A load is already running", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -264,10 +264,11 @@ pub(super) async fn get_one(
 
 /// Asks a running ingestion to stop. It ends `cancelled` once the batches in flight are
 /// acknowledged; what it wrote stays, and the same load started again resumes it.
-#[utoipa::path(post, path = "/api/v1/ingestions/{id}/cancel", tag = "ingestions",
+#[utoipa::path(post, path = "/api/v1/ingestions/{id}/cancel", tag = "ingestions", security(("bearer" = [])),
     params(("id" = u64, Path, description = "The ingestion's id")),
     responses(
         (status = 202, description = "Stopping", body = JobStatus),
+        (status = 401, description = "The server has a token and the request does not", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ingestion", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is not running", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -286,160 +287,4 @@ pub(super) async fn cancel(
         Json(job.status(state.jobs.target().store_name())),
     )
         .into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct LegacyProgress {
-    processed: u64,
-    total: u64,
-    percentage: f64,
-    elapsed_ms: u64,
-    estimated_remaining_ms: Option<u64>,
-    trades_per_second: f64,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct LegacyStatus {
-    /// `idle`, `running`, `completed` or `error`.
-    status: &'static str,
-    progress: LegacyProgress,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct Message {
-    message: String,
-}
-
-/// The proof of concept's status: the latest load as idle, running, completed or error.
-#[utoipa::path(get, path = "/api/status", tag = "legacy",
-    responses((status = 200, description = "The latest load", body = LegacyStatus)))]
-pub(super) async fn legacy_status(State(state): State<AppState>) -> Response {
-    let latest = state
-        .jobs
-        .latest()
-        .map(|j| j.status(state.jobs.target().store_name()));
-    let (status, progress, error) = match latest {
-        None => ("idle", None, None),
-        Some(s) => (
-            match s.state {
-                JobState::Queued | JobState::Running => "running",
-                JobState::Completed => "completed",
-                JobState::Failed => "error",
-                JobState::Cancelled => "idle",
-            },
-            Some(LegacyProgress {
-                processed: s.processed,
-                total: s.total,
-                percentage: s.percentage,
-                elapsed_ms: s.elapsed_ms,
-                estimated_remaining_ms: s.eta_ms,
-                trades_per_second: s.trades_per_second,
-            }),
-            s.error,
-        ),
-    };
-    Json(LegacyStatus {
-        status,
-        progress: progress.unwrap_or(LegacyProgress {
-            processed: 0,
-            total: 0,
-            percentage: 0.0,
-            elapsed_ms: 0,
-            estimated_remaining_ms: None,
-            trades_per_second: 0.0,
-        }),
-        error,
-    })
-    .into_response()
-}
-
-/// Starts the server's default load (`ohlcv serve`'s load settings).
-#[utoipa::path(post, path = "/api/start", tag = "legacy",
-    responses(
-        (status = 202, description = "Started", body = Message),
-        (status = 409, description = "Already running", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub(super) async fn legacy_start(State(state): State<AppState>) -> Result<Response, Problem> {
-    let job = state
-        .jobs
-        .start(spec(&state, &Bytes::new())?)
-        .map_err(|e| busy(&e))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/api/v1/ingestions/{}", job.id))],
-        Json(Message {
-            message: format!("ingestion {} started", job.id),
-        }),
-    )
-        .into_response())
-}
-
-/// Stops the running load.
-#[utoipa::path(post, path = "/api/stop", tag = "legacy",
-    responses(
-        (status = 200, description = "Stopping", body = Message),
-        (status = 409, description = "Nothing is running", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub(super) async fn legacy_stop(State(state): State<AppState>) -> Result<Response, Problem> {
-    let job = state.jobs.cancel_running().map_err(|e| busy(&e))?;
-    Ok(Json(Message {
-        message: format!("ingestion {} stopping", job.id),
-    })
-    .into_response())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct LegacyConfig {
-    total_trades: u64,
-    /// Lines per write request (InfluxDB); the embedded store writes 65,536 rows at a time.
-    batch_size: usize,
-    symbols: Vec<String>,
-    start_date: String,
-    end_date: String,
-    seed: u64,
-    store: &'static str,
-    writers: Option<usize>,
-    gzip: Option<bool>,
-    /// InfluxDB's URL, org, bucket and API version; never a credential.
-    influxdb: Option<Value>,
-}
-
-/// The load settings, without any secret.
-#[utoipa::path(get, path = "/api/config", tag = "legacy",
-    responses((status = 200, description = "The settings", body = LegacyConfig)))]
-pub(super) async fn legacy_config(State(state): State<AppState>) -> Response {
-    let c = &state.load_defaults.load;
-    let target = state.jobs.target();
-    let (batch_size, writers, gzip, influxdb) = match target {
-        Target::Parquet { .. } => (crate::ingest::BATCH_ROWS, None, None, None),
-        Target::Influx { config, write, .. } => (
-            write.batch_lines,
-            Some(write.writers),
-            Some(write.gzip),
-            Some(serde_json::json!({
-                "url": config.public_url(),
-                "api": config.api,
-                "org": config.org,
-                "bucket": config.bucket,
-                "queryLanguage": config.query_language,
-            })),
-        ),
-    };
-    Json(LegacyConfig {
-        total_trades: c.trades,
-        batch_size,
-        symbols: c.symbols.iter().map(ToString::to_string).collect(),
-        start_date: c.start.to_string(),
-        end_date: c.end.to_string(),
-        seed: c.seed,
-        store: target.store_name(),
-        writers,
-        gzip,
-        influxdb,
-    })
-    .into_response()
 }

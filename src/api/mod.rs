@@ -4,12 +4,16 @@
 //!
 //! - here: the state, the router, request logs and ids, health, readiness, metrics, serving;
 //! - `market`: symbols, candles and trades;
-//! - `ingestions`: loads as jobs, and the proof of concept's routes;
+//! - `ingestions`: loads as jobs;
+//! - `legacy`: the proof of concept's routes, answering as it did;
+//! - [`auth`]: the bearer token that guards loads (and, if asked, every route);
 //! - `metrics`: the Prometheus registry; `problem`: the error documents.
 //!
 //! Store calls block (file or HTTP I/O), so handlers run them on tokio's blocking pool.
 
+pub mod auth;
 mod ingestions;
+mod legacy;
 mod market;
 mod metrics;
 mod problem;
@@ -27,6 +31,7 @@ use utoipa::OpenApi;
 use crate::ingest::LoadSpec;
 use crate::ingest::jobs::Jobs;
 use crate::store::Store;
+pub use auth::{Auth, AuthScope};
 pub use problem::Problem;
 
 /// Default and largest page sizes of `/candles` and `/trades`.
@@ -47,17 +52,37 @@ pub struct AppState {
     /// The load `POST /api/start` runs, and what an ingestion request leaves out.
     load_defaults: Arc<LoadSpec>,
     metrics: Arc<metrics::Metrics>,
-    request_timeout: Duration,
+    settings: Arc<Settings>,
+}
+
+/// How the server answers, beside what it loads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A request running longer than this gets a 503.
+    pub request_timeout: Duration,
+    /// Lines per InfluxDB write request, as `/api/config` reports it (`batchSize`).
+    pub batch_lines: usize,
+    pub auth: Auth,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            batch_lines: crate::ingest::WriteOptions::default().batch_lines,
+            auth: Auth::open(),
+        }
+    }
 }
 
 impl AppState {
     /// `jobs` load into the same store `store` reads; `load_defaults` fill what an ingestion
-    /// request leaves out; a request running longer than `request_timeout` gets a 503.
+    /// request leaves out.
     pub fn new(
         store: Arc<dyn Store>,
         jobs: Arc<Jobs>,
         load_defaults: LoadSpec,
-        request_timeout: Duration,
+        settings: Settings,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
@@ -66,7 +91,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new(jobs.clone())),
             jobs,
             load_defaults: Arc::new(load_defaults),
-            request_timeout,
+            settings: Arc::new(settings),
         }
     }
 
@@ -100,9 +125,9 @@ impl AppState {
     paths(
         health, ready, metrics_handler, market::symbols, market::candles_handler, market::trades_handler,
         ingestions::create, ingestions::list, ingestions::get_one, ingestions::cancel,
-        ingestions::legacy_status, ingestions::legacy_start, ingestions::legacy_stop,
-        ingestions::legacy_config,
+        legacy::status, legacy::start, legacy::stop, legacy::config,
     ),
+    modifiers(&BearerToken),
     tags(
         (name = "market data", description = "Symbols, candles and trades"),
         (name = "ingestions", description = "Loads as jobs"),
@@ -112,26 +137,68 @@ impl AppState {
 )]
 pub struct ApiDoc;
 
+/// Declares the bearer token, for Swagger UI's "Authorize" button and generated clients.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
 pub fn router(state: AppState) -> Router {
-    let timeout = state.request_timeout;
-    Router::new()
+    let timeout = state.settings.request_timeout;
+    let auth = Arc::new(state.settings.auth.clone());
+    let guarded = |routes: Router<AppState>, guard: bool| {
+        if guard {
+            routes.route_layer(axum::middleware::from_fn_with_state(
+                auth.clone(),
+                auth::require_token,
+            ))
+        } else {
+            routes
+        }
+    };
+    let reads = Router::new()
         .route("/", get(chart))
-        .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/symbols", get(market::symbols))
         .route("/api/v1/candles", get(market::candles_handler))
         .route("/api/v1/trades", get(market::trades_handler))
-        .route(
-            "/api/v1/ingestions",
-            post(ingestions::create).get(ingestions::list),
-        )
+        .route("/api/v1/ingestions", get(ingestions::list))
         .route("/api/v1/ingestions/{id}", get(ingestions::get_one))
+        .route("/api/status", get(legacy::status));
+    let writes = Router::new()
+        .route("/api/v1/ingestions", post(ingestions::create))
         .route("/api/v1/ingestions/{id}/cancel", post(ingestions::cancel))
-        .route("/api/status", get(ingestions::legacy_status))
-        .route("/api/start", post(ingestions::legacy_start))
-        .route("/api/stop", post(ingestions::legacy_stop))
-        .route("/api/config", get(ingestions::legacy_config))
+        .route("/api/start", post(legacy::start))
+        .route("/api/stop", post(legacy::stop))
+        .route("/api/config", get(legacy::config));
+    let openapi = ApiDoc::openapi();
+    // Swagger UI at /docs, and at /documentation with the JSON at /documentation/json where
+    // the proof of concept served them.
+    let docs = Router::new()
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi.clone()))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/documentation")
+                .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+        )
+        .route(
+            "/documentation/json",
+            get(move || std::future::ready(axum::Json(openapi))),
+        );
+    Router::new()
+        .route("/health", get(health))
+        .merge(guarded(reads, auth.protects_reads()))
+        .merge(guarded(writes, !auth.is_open()))
         .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -140,7 +207,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             log_request,
         ))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(guarded(docs, auth.protects_reads()))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
@@ -151,7 +218,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Turns the errors axum and tower answer on their own (unknown route, wrong method, body too
-/// large, timeout) into problem details like every other error.
+/// large, timeout) into problem details like every other error. JSON errors are left alone:
+/// problem documents, and the proof of concept's `{"error": ...}` answers.
 async fn problem_for_bare_errors(
     State(timeout): State<Duration>,
     request: axum::extract::Request,
@@ -159,11 +227,14 @@ async fn problem_for_bare_errors(
 ) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_problem = response
+    let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/problem+json")
+                || v.as_bytes().starts_with(b"application/json")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
     let (code, detail) = match status {

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 
-use ohlcv::api::{self, AppState};
+use ohlcv::api::{self, AppState, Settings};
 use ohlcv::config::{Cli, Command, InfluxCommand, LoadArgs, RangeArgs, ServeArgs};
 use ohlcv::ingest::jobs::Jobs;
 use ohlcv::ingest::{self, BatchStats, Progress, Target};
@@ -19,7 +18,7 @@ use ohlcv::store::influx;
 use ohlcv::{candles, format, telemetry, verify};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_with_legacy_env() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
@@ -102,8 +101,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Serve(args) => {
+            let settings = Settings {
+                request_timeout: Duration::from_secs(args.request_timeout_secs),
+                batch_lines: args.load.write_options().batch_lines,
+                auth: args.auth()?,
+            };
             let store = cli.store.open(data_dir)?;
-            serve(store, cli.store.target(data_dir, &args.load)?, args)
+            serve(
+                store,
+                cli.store.target(data_dir, &args.load)?,
+                args,
+                settings,
+            )
         }
     }
 }
@@ -118,7 +127,12 @@ fn load(target: Target, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     print(|out| write!(out, "{summary}"))
 }
 
-fn serve(store: Box<dyn Store>, target: Target, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(
+    store: Box<dyn Store>,
+    target: Target,
+    args: &ServeArgs,
+    settings: Settings,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -126,12 +140,24 @@ fn serve(store: Box<dyn Store>, target: Target, args: &ServeArgs) -> anyhow::Res
         let listener = tokio::net::TcpListener::bind((args.bind, args.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-        tracing::info!(address = %listener.local_addr()?, store = target.store_name(), "serving");
+        tracing::info!(
+            address = %listener.local_addr()?,
+            store = target.store_name(),
+            location = %target.describe(),
+            auth = if settings.auth.is_open() { "none" } else { "bearer token" },
+            "serving"
+        );
+        if settings.auth.is_open() && !args.bind.is_loopback() {
+            tracing::warn!(
+                address = %args.bind,
+                "serving without an API token on a non-loopback address: anyone who can reach it may start, stop and replace loads"
+            );
+        }
         let state = AppState::new(
             store.into(),
             Arc::new(Jobs::new(target)),
             args.load.spec(),
-            Duration::from_secs(args.request_timeout_secs),
+            settings,
         );
         let shutdown = async {
             telemetry::shutdown_signal().await;

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -34,6 +34,8 @@ pub struct Job {
     pub progress: Progress,
     pub stats: Arc<BatchStats>,
     inner: Mutex<JobInner>,
+    /// Turns true once the job has ended, its final state set.
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -71,6 +73,15 @@ impl Job {
 
     fn lock(&self) -> MutexGuard<'_, JobInner> {
         lock(&self.inner)
+    }
+
+    /// Waits until the job has ended (completed, failed or cancelled), at most `wait`; true
+    /// if it has.
+    pub async fn ended_within(&self, wait: Duration) -> bool {
+        let mut ended = self.ended.subscribe();
+        tokio::time::timeout(wait, ended.wait_for(|ended| *ended))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn status(&self, store: &'static str) -> JobStatus {
@@ -166,6 +177,7 @@ impl Jobs {
                 ended: None,
                 error: None,
             }),
+            ended: tokio::sync::watch::Sender::new(false),
         });
         jobs.push(job.clone());
         let (target, running) = (self.target.clone(), job.clone());
@@ -221,18 +233,21 @@ fn run(target: &Target, job: &Job) {
         inner.started = Some(Instant::now());
     }
     let result = super::run(target, &job.spec, &job.progress, &job.stats);
-    let mut inner = job.lock();
-    inner.ended = Some(Instant::now());
-    match result {
-        Ok(_) => inner.state = JobState::Completed,
-        Err(IngestError::Cancelled) => inner.state = JobState::Cancelled,
-        Err(e) => {
-            tracing::error!(job = job.id, error = %crate::telemetry::chain(&e), "load failed");
-            inner.state = JobState::Failed;
-            inner.error = Some(public_message(&e));
+    {
+        let mut inner = job.lock();
+        inner.ended = Some(Instant::now());
+        match result {
+            Ok(_) => inner.state = JobState::Completed,
+            Err(IngestError::Cancelled) => inner.state = JobState::Cancelled,
+            Err(e) => {
+                tracing::error!(job = job.id, error = %crate::telemetry::chain(&e), "load failed");
+                inner.state = JobState::Failed;
+                inner.error = Some(public_message(&e));
+            }
         }
+        tracing::info!(job = job.id, state = ?inner.state, "load ended");
     }
-    tracing::info!(job = job.id, state = ?inner.state, "load ended");
+    job.ended.send_replace(true);
 }
 
 /// What a client may read of a failure: what to do about it, never a path, host or detail of

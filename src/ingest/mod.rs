@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::generator::{GeneratorConfig, GeneratorError};
 use crate::model::{NANOS_PER_DAY, Nanos};
 use crate::store::StoreError;
-use crate::store::influx::InfluxConfig;
 pub use crate::store::influx::write::{BatchStats, BatchSummary, RetryPolicy, WriteOptions};
+use crate::store::influx::{Api, InfluxConfig};
 pub use progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +151,21 @@ impl Target {
         match self {
             Target::Parquet { .. } => "parquet",
             Target::Influx { .. } => "influxdb",
+        }
+    }
+
+    /// Where it is, for a log line: the directory, or InfluxDB's URL (without credentials)
+    /// and bucket or database.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Parquet { dir } => dir.display().to_string(),
+            Target::Influx { config, .. } => {
+                let place = match config.api {
+                    Api::V2 => format!("org {} bucket {}", config.org, config.bucket),
+                    Api::V1 => format!("database {}", config.database),
+                };
+                format!("{} {place}", config.public_url())
+            }
         }
     }
 }

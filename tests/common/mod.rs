@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use ohlcv::api::{self, AppState};
+use ohlcv::api::{self, AppState, Settings};
 use ohlcv::candles::Fill;
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::jobs::Jobs;
@@ -103,7 +103,10 @@ pub fn app_state_over(
         store,
         Arc::new(Jobs::new(target)),
         load_defaults(defaults),
-        timeout,
+        Settings {
+            request_timeout: timeout,
+            ..Settings::default()
+        },
     )
 }
 
