@@ -89,6 +89,12 @@ impl Problem {
                 "no load has been stored yet",
                 None,
             ),
+            StoreError::Missing(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_missing",
+                "the store's bucket, database or directory does not exist yet",
+                None,
+            ),
             StoreError::Unavailable(_) => {
                 // Logged for the operator; the client learns only that the store is down.
                 tracing::warn!(error = %telemetry::chain(e), "store unavailable");

@@ -7,6 +7,7 @@
 pub mod flux;
 pub mod influx;
 pub mod influxd;
+pub mod process;
 
 use std::fmt::Debug;
 use std::path::Path;

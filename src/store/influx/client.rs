@@ -100,9 +100,16 @@ impl Client {
         }
         let response = self.send(self.http.post(url).form(&[("q", q)]))?;
         let reader = std::io::BufReader::new(response);
-        let server_error = |message: &str| InfluxError::Server {
-            status: 200,
-            message: message.chars().take(600).collect(),
+        // InfluxQL reports errors inside a 200; a missing database is one of them.
+        let server_error = |message: &str| {
+            if message.starts_with("database not found") {
+                InfluxError::NotFound(self.config.missing_target())
+            } else {
+                InfluxError::Server {
+                    status: 200,
+                    message: message.chars().take(600).collect(),
+                }
+            }
         };
         for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
             let value = value.map_err(|e| InfluxError::Protocol(e.to_string()))?;
