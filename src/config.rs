@@ -57,6 +57,9 @@ pub const LEGACY_ENV: [(&str, &str); 5] = [
     ("OHLCV_END", "END_DATE"),
 ];
 
+/// Where InfluxDB is when chosen without a URL: the proof of concept's default.
+pub const DEFAULT_INFLUXDB_URL: &str = "http://localhost:8086";
+
 /// A token given directly, or read from a file (trimmed); empty is refused.
 fn read_token(
     direct: Option<&str>,
@@ -134,7 +137,7 @@ pub struct StoreArgs {
     /// the proof of concept's environment; parquet otherwise].
     #[arg(long, global = true, env = "OHLCV_STORE", value_enum)]
     pub store: Option<StoreKind>,
-    /// InfluxDB base URL, e.g. http://127.0.0.1:8086.
+    /// InfluxDB base URL [default, once InfluxDB is the store: http://localhost:8086].
     #[arg(long, global = true, env = "INFLUXDB_URL")]
     pub influxdb_url: Option<String>,
     /// API token (v2; also accepted by the v1 API of 2.x and 3.x).
@@ -175,9 +178,10 @@ impl StoreArgs {
     }
 
     pub fn influx(&self) -> Result<InfluxConfig, ConfigError> {
-        let url = self.influxdb_url.as_deref().ok_or_else(|| {
-            InfluxError::Url("(unset): set INFLUXDB_URL or --influxdb-url".into())
-        })?;
+        let url = self
+            .influxdb_url
+            .as_deref()
+            .unwrap_or(DEFAULT_INFLUXDB_URL);
         let token = read_token(
             self.influxdb_token.as_deref(),
             self.influxdb_token_file.as_deref(),
