@@ -13,10 +13,14 @@ pub struct ServeProcess {
     dir: tempfile::TempDir,
 }
 
-/// `ohlcv` with exactly `env` as its environment, in `dir`.
+/// `ohlcv` with exactly `env` as its environment, in `dir`; only the coverage tool's own
+/// variable passes through, so a run under `cargo llvm-cov` still counts.
 pub fn ohlcv(dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ohlcv"));
     c.env_clear().envs(env.iter().copied()).current_dir(dir);
+    if let Some(profile) = std::env::var_os("LLVM_PROFILE_FILE") {
+        c.env("LLVM_PROFILE_FILE", profile);
+    }
     c
 }
 
