@@ -178,10 +178,7 @@ impl StoreArgs {
     }
 
     pub fn influx(&self) -> Result<InfluxConfig, ConfigError> {
-        let url = self
-            .influxdb_url
-            .as_deref()
-            .unwrap_or(DEFAULT_INFLUXDB_URL);
+        let url = self.influxdb_url.as_deref().unwrap_or(DEFAULT_INFLUXDB_URL);
         let token = read_token(
             self.influxdb_token.as_deref(),
             self.influxdb_token_file.as_deref(),

@@ -56,7 +56,7 @@ const PROGRESS_KEYS: [&str; 6] = [
 
 #[test]
 fn a_long_load_is_started_watched_refused_twice_and_stopped() {
-    let server = ServeProcess::start(
+    let mut server = ServeProcess::start(
         &[
             ("TOTAL_TRADES", "200000000"),
             ("BATCH_SIZE", "5000"),
@@ -163,6 +163,9 @@ fn a_long_load_is_started_watched_refused_twice_and_stopped() {
         serving.is_some_and(|l| l.contains(r#""store":"parquet""#)),
         "{log}"
     );
+    // SIGTERM ends it cleanly, as a service manager expects.
+    let status = server.terminate().expect("ohlcv serve ends on SIGTERM");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

@@ -70,9 +70,30 @@ impl ServeProcess {
     }
 }
 
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
+impl ServeProcess {
+    /// Sends SIGTERM and waits for the exit: the graceful shutdown a service manager asks for
+    /// (and the one that lets a coverage run write its counts). SIGKILL if it has not ended
+    /// by the deadline.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let give_up = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < give_up {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
     }
 }
