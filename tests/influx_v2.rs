@@ -266,18 +266,43 @@ async fn query(
     }
 }
 
-/// `/api/v2/delete` with a `_measurement="..."` predicate.
+/// `/api/v2/delete`: the points in `[start, stop]` (both inclusive, as InfluxDB's) matching a
+/// predicate of `key="value"` terms joined by ` AND `, `_measurement` or tags, the subset of
+/// the delete predicate syntax the store sends. Anything else is refused.
 async fn delete(State(s): State<Arc<Server>>, body: Bytes) -> Response {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let predicate = v["predicate"].as_str().unwrap();
-    let measurement = predicate
-        .strip_prefix("_measurement=\"")
-        .and_then(|p| p.strip_suffix('"'))
-        .unwrap();
-    s.points
-        .lock()
+    let time = |key: &str| {
+        chrono::DateTime::parse_from_rfc3339(v[key].as_str().unwrap())
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+    };
+    let (Some(start), Some(stop)) = (time("start"), time("stop")) else {
+        return problem(StatusCode::BAD_REQUEST, "invalid", "bad start or stop");
+    };
+    let terms: Option<Vec<(&str, &str)>> = v["predicate"]
+        .as_str()
         .unwrap()
-        .retain(|_, point| point.measurement != measurement);
+        .split(" AND ")
+        .map(|term| {
+            let (key, value) = term.split_once('=')?;
+            Some((key, value.strip_prefix('"')?.strip_suffix('"')?))
+        })
+        .collect();
+    let Some(terms) = terms else {
+        return problem(StatusCode::BAD_REQUEST, "invalid", "unsupported predicate");
+    };
+    s.points.lock().unwrap().retain(|_, point| {
+        let matches = point.time >= start
+            && point.time <= stop
+            && terms.iter().all(|&(key, value)| {
+                if key == "_measurement" {
+                    point.measurement == value
+                } else {
+                    point.tags.iter().any(|(k, v)| k == key && v == value)
+                }
+            });
+        !matches
+    });
     StatusCode::NO_CONTENT.into_response()
 }
 
