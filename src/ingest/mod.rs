@@ -12,7 +12,9 @@
 //!
 //! Two different loads never write one store together. A load into a data directory holds the
 //! directory's [`DirLock`] from before it looks at what the directory holds until it returns;
-//! a second one fails at once, naming the holder.
+//! a second one fails at once, naming the holder. A load into InfluxDB, where shards of one
+//! load may write from several machines, claims the target before writing a trade and backs
+//! off if a different load has claimed it too ([`influx`] has the protocol).
 
 pub mod influx;
 pub mod jobs;
@@ -285,7 +287,7 @@ pub fn run(
             }
             // Held until the load returns, taken before it looks at the directory: the check
             // for a different load, --replace's clear and every write happen under it, so two
-            // writers never interleave.
+            // writers never interleave (InfluxDB targets have their claims instead).
             let _lock = DirLock::acquire(dir, &lock_holder_command())?;
             parquet::load(dir, spec, progress)?
         }
