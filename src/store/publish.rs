@@ -54,6 +54,10 @@ pub fn publish(tmp: &Path, path: &Path) -> Result<()> {
 /// The lock file of a data directory, as InfluxDB and RocksDB name theirs.
 pub const LOCK_FILE: &str = "LOCK";
 
+/// How many times, a millisecond apart, a refused writer reads the lock file for the holder's
+/// name before giving up on it.
+const HOLDER_READS: u32 = 50;
+
 /// The process holding a [`DirLock`], as it wrote itself into the lock file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
@@ -84,8 +88,9 @@ impl std::fmt::Display for Holder {
 ///   it is an advisory lock (`flock(2)` on Unix, through [`fs::File::try_lock`]) on the file
 ///   [`LOCK_FILE`] in the directory, and such locks belong to an open file description, so
 ///   even a second [`DirLock::acquire`] in the same process is refused.
-/// - Acquiring never waits: a directory already locked is [`StoreError::Locked`] at once,
-///   naming the [`Holder`], which the holder writes into the lock file right after locking it.
+/// - Acquiring never waits for the lock: a directory already locked is [`StoreError::Locked`]
+///   at once, naming the [`Holder`], which the holder writes into the lock file right after
+///   locking it (a writer refused in that instant waits at most some 50 ms for the name).
 /// - The lock is released when the guard is dropped or the process ends in any way, SIGKILL
 ///   included (the kernel drops it with the last descriptor): a dead writer leaves no stale
 ///   lock, at most a lock file naming it, which nobody trusts without holding the lock.
@@ -119,14 +124,9 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                // The holder writes its name right after locking; in that instant it is unknown.
-                let holder = Self::holder(dir).map_or_else(
-                    || "a process that has not yet written its pid".to_string(),
-                    |h| h.to_string(),
-                );
                 return Err(StoreError::Locked {
                     target: dir.display().to_string(),
-                    holder,
+                    holder: Self::name_holder(dir),
                 });
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
@@ -144,6 +144,20 @@ impl DirLock {
             .and_then(|()| (&file).write_all(&json))
             .map_err(io_err(&path))?;
         Ok(DirLock { file })
+    }
+
+    /// The holder of `dir`'s lock, as the refused writer's message names it. The holder writes
+    /// its name right after locking, so a writer started in the same instant can find the file
+    /// still empty: it reads again for a few milliseconds (nothing signals the write) before
+    /// saying the holder is unknown.
+    fn name_holder(dir: &Path) -> String {
+        for _ in 0..HOLDER_READS {
+            if let Some(holder) = Self::holder(dir) {
+                return holder.to_string();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        "a process that has not written its pid yet".to_string()
     }
 
     /// The holder recorded in `dir`'s lock file, if it names one. Meaningful only while the
@@ -202,6 +216,26 @@ mod tests {
         let second = DirLock::acquire(&data, "ohlcv serve").unwrap();
         assert_eq!(DirLock::holder(&data).unwrap().command, "ohlcv serve");
         drop(second);
+    }
+
+    #[test]
+    fn a_holder_that_has_not_named_itself_is_reported_as_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path(), "ohlcv load").unwrap();
+        // As in the instant between the holder's flock and its write.
+        fs::File::options()
+            .write(true)
+            .open(dir.path().join(LOCK_FILE))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let err = DirLock::acquire(dir.path(), "ohlcv load").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(": a process that has not written its pid yet;"),
+            "{err}"
+        );
+        drop(lock);
     }
 
     #[test]
