@@ -38,9 +38,12 @@
 //! in `claim.rs`); when both claim before either reads, both back off and a retry succeeds.
 //! Claims stay after a load, so a later different load is refused by the manifest or, if it
 //! raced ahead of the manifest, by the claim. `--replace` deletes claims with the rest, then
-//! claims like any load; it deletes whatever is there, a load still writing included, which
-//! is what the user asked for. A load that dies between its claim and its manifest leaves a
-//! claim that makes other loads back off until a `--replace` clears it. The protocol needs
+//! claims like any load. It cannot tell a load still writing from one that died (a claim
+//! says nothing about liveness), so it deletes a running load's claim too, and that load
+//! goes on writing into the replacement: on InfluxDB, `--replace` is safe only when no other
+//! load of the bucket is running (the embedded store's lock refuses it instead). A load that
+//! dies between its claim and its manifest leaves a claim that makes other loads back off
+//! until a `--replace` clears it. The protocol needs
 //! a server that shows a write to every read once it has acknowledged it, as InfluxDB does.
 //! Reads of trades, candles and the manifest, and `verify`, never look at claims.
 
