@@ -1,7 +1,8 @@
 //! A local HTTP sink that accepts InfluxDB writes (`/api/v2/write`, `/write`) and discards
 //! them, to measure the client alone: `cargo run --release --example sink -- 127.0.0.1:9999`.
 //! It answers `/health` and `/ping` too, `/query` with an empty result (so a load finds no
-//! earlier load there), and prints bodies and bytes received every 5 s.
+//! earlier load, and no other load's claim, there), and prints bodies and bytes received
+//! every 5 s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

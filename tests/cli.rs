@@ -3,7 +3,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+
+use ohlcv::store::publish::{DirLock, Holder};
 
 /// `ohlcv --data-dir DIR ARGS`, with `args` written as on a command line: no value here holds
 /// a space.
@@ -23,6 +25,33 @@ fn ohlcv(dir: &Path, args: &str) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("ohlcv runs")
+}
+
+/// `command` on the embedded store whatever the environment selects, logging warnings only.
+fn parquet_command(dir: &Path, args: &str) -> Command {
+    let mut c = command(dir, args);
+    c.args(["--store", "parquet"])
+        .env_remove("OHLCV_STORE")
+        .env_remove("INFLUXDB_URL")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+/// Waits until `child` has written itself into `dir`'s lock file, i.e. holds the lock; fails
+/// if it exits first.
+fn wait_until_it_holds_the_lock(dir: &Path, child: &mut Child) -> Holder {
+    let pid = child.id();
+    let (holder, exited) = common::poll_until(
+        "the load to hold the data directory's lock",
+        common::DEADLINE,
+        || (DirLock::holder(dir), child.try_wait().unwrap()),
+        |(holder, exited)| holder.as_ref().is_some_and(|h| h.pid == pid) || exited.is_some(),
+    );
+    assert_eq!(
+        exited, None,
+        "the load ended before it was seen holding the lock"
+    );
+    holder.unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -296,4 +325,73 @@ fn influx_credentials_never_appear_in_output() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The scenario: a second load, with --replace, into a directory another load is
+/// writing. It is started once the first holds the lock, so the race always goes the same way.
+#[test]
+fn a_second_load_into_a_directory_being_written_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = "load --trades 4000000 --symbols AAPL,MSFT --start 2024-01-01 --end 2024-12-31";
+    let mut winner = parquet_command(dir.path(), &format!("{load} --seed 1"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let holder = wait_until_it_holds_the_lock(dir.path(), &mut winner);
+    assert_eq!(holder.command, "ohlcv load");
+
+    let loser = parquet_command(dir.path(), &format!("{load} --seed 2 --replace"))
+        .output()
+        .unwrap();
+    let err = stderr(&loser);
+    assert_eq!(loser.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: another load is writing "), "{err}");
+    assert!(
+        err.contains(&format!("pid {} (ohlcv load) started ", winner.id())),
+        "{err}"
+    );
+    // It gave up without waiting for the lock: the winner is still loading.
+    assert_eq!(winner.try_wait().unwrap(), None);
+
+    let won = winner.wait_with_output().unwrap();
+    assert!(won.status.success(), "{}", stderr(&won));
+    assert!(stdout(&won).contains("written         4000000 "));
+    let verify = parquet_command(dir.path(), "verify --sample 200")
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    assert!(stdout(&verify).contains("trades counted       4000000"));
+    let manifest = ohlcv::store::Manifest::read(dir.path()).unwrap().unwrap();
+    assert_eq!(manifest.load.seed, 1);
+}
+
+/// SIGKILL gives a load no chance to unlock: the kernel releases the lock with the process,
+/// so the next load proceeds although the lock file still names the dead one.
+#[test]
+fn a_killed_load_leaves_no_stale_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut killed = parquet_command(
+        dir.path(),
+        "load --trades 3000000 --symbols AAPL --start 2024-01-01 --end 2024-12-31 --seed 1",
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let pid = wait_until_it_holds_the_lock(dir.path(), &mut killed).pid;
+    killed.kill().unwrap();
+    assert!(!killed.wait().unwrap().success());
+    assert_eq!(DirLock::holder(dir.path()).map(|h| h.pid), Some(pid));
+
+    let next = parquet_command(dir.path(), &format!("{SMALL} --replace"))
+        .output()
+        .unwrap();
+    assert!(next.status.success(), "{}", stderr(&next));
+    let verify = parquet_command(dir.path(), "verify --sample 100")
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    assert!(stdout(&verify).contains("trades counted       20000"));
 }

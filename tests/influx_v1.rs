@@ -7,14 +7,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::influx::InfluxLoad;
-use common::influx::{load_in_shards, run, run_with};
+use common::influx::{claim_of, claimants, load_in_shards, run, run_with};
 use common::influxd::Influxd;
 use common::{DEADLINE, assert_verifies, poll_until};
 use ohlcv::generator::GeneratorConfig;
-use ohlcv::ingest::Progress;
+use ohlcv::ingest::{IngestError, LoadSpec, Progress};
 use ohlcv::ingest::{RetryPolicy, WriteOptions};
 use ohlcv::store::StoreError;
-use ohlcv::store::influx::{self, Api, InfluxConfig, SetupOutcome, setup};
+use ohlcv::store::influx::client::Client;
+use ohlcv::store::influx::{self, Api, Claim, InfluxConfig, SetupOutcome, line_protocol, setup};
 use ohlcv::verify;
 
 fn config(server: &Influxd, database: &str) -> InfluxConfig {
@@ -27,6 +28,36 @@ fn with_trades_database() -> (Influxd, InfluxConfig) {
     let influx = config(&server, "trades");
     setup(&influx).unwrap();
     (server, influx)
+}
+
+/// Writes `claim` into `database` as a load does, through the v1 write API.
+fn write_claim(server: &Influxd, database: &str, claim: &Claim) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/write?db={database}&precision=ns", server.url()))
+        .body(line_protocol::claim_line(claim))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+/// Trades stored in `influx`, counted by the server.
+fn trades_stored(influx: &InfluxConfig) -> u64 {
+    let rows = Client::new(influx.clone())
+        .unwrap()
+        .influxql(
+            "SELECT count(\"trade_id\") FROM \"trade\"",
+            Some(&influx.database),
+        )
+        .unwrap();
+    rows.first().map_or(0, |r| r[1].as_u64().unwrap())
+}
+
+/// The load's error, if it is the refusal of a store another load writes.
+fn refused(outcome: &Result<ohlcv::ingest::LoadSummary, IngestError>) -> Option<String> {
+    match outcome {
+        Err(IngestError::Store(StoreError::Locked { holder, .. })) => Some(holder.clone()),
+        _ => None,
+    }
 }
 
 /// Retries patient enough to outlast a restart of influxd.
@@ -219,4 +250,153 @@ fn an_api_ingestion_writes_into_influxdb_and_is_served_back() {
         .json()
         .unwrap();
     assert_eq!(candles["candles"].as_array().unwrap().len(), 5, "{candles}");
+}
+
+/// A different load claims the database (it has not written its manifest yet): a load is
+/// refused before it writes anything, and takes its own claim back.
+#[test]
+fn a_load_is_refused_while_a_different_load_claims_the_database() {
+    let (server, influx) = with_trades_database();
+    let writing = GeneratorConfig {
+        seed: 11,
+        ..common::small_config(20_000)
+    };
+    let claim = claim_of(&writing);
+    write_claim(&server, "trades", &claim);
+
+    let checkpoints = tempfile::tempdir().unwrap();
+    let (outcome, stats) = run(&options(
+        common::small_config(20_000),
+        influx.clone(),
+        checkpoints.path(),
+    ));
+    let holder = refused(&outcome).unwrap_or_else(|| panic!("{outcome:?}"));
+    assert!(holder.contains("seed 11"), "{holder}");
+    let text = outcome.unwrap_err().to_string();
+    assert!(
+        text.starts_with("another load is writing ") && text.contains("try again"),
+        "{text}"
+    );
+    assert_eq!(trades_stored(&influx), 0);
+    assert_eq!(stats.summary().batches, 1, "the claim, and nothing else");
+    let store = influx::open(influx.clone()).unwrap();
+    assert!(matches!(store.manifest(), Err(StoreError::Empty(_))));
+    assert_eq!(influx::claims(&influx).unwrap(), vec![claim]);
+}
+
+/// Shards of one load running at once on several machines share the load's claim.
+#[test]
+fn shards_of_one_load_running_together_do_not_refuse_each_other() {
+    let (_server, influx) = with_trades_database();
+    let load = common::small_config(30_000);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let start = std::sync::Barrier::new(2);
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let shards: Vec<_> = (0..2)
+            .map(|index| {
+                let mut shard = options(load.clone(), influx.clone(), dirs[index as usize].path());
+                shard.spec.shard = ohlcv::ingest::Shard { index, count: 2 };
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    run(&shard).0
+                })
+            })
+            .collect();
+        shards.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let written: u64 = outcomes.into_iter().map(|o| o.unwrap().written).sum();
+    assert_eq!(written, 30_000);
+    let fingerprint = claim_of(&load).fingerprint;
+    assert_eq!(claimants(&influx), vec![fingerprint.clone(), fingerprint]);
+    let store = influx::open(influx).unwrap();
+    assert_verifies(&*store, (100, 7), 30_000);
+}
+
+/// A claim left by a load that died before its manifest refuses other loads until --replace
+/// deletes it with the rest; the replacing load then holds the only claim.
+#[test]
+fn replace_deletes_a_dead_loads_claim_and_claims_anew() {
+    let (server, influx) = with_trades_database();
+    write_claim(
+        &server,
+        "trades",
+        &claim_of(&GeneratorConfig {
+            seed: 11,
+            ..common::small_config(20_000)
+        }),
+    );
+    let load = common::small_config(20_000);
+    let checkpoints = tempfile::tempdir().unwrap();
+    let o = options(load.clone(), influx.clone(), checkpoints.path());
+    assert!(refused(&run(&o).0).is_some());
+
+    let replace = InfluxLoad {
+        spec: LoadSpec {
+            replace: true,
+            ..o.spec
+        },
+        ..o
+    };
+    assert_eq!(run(&replace).0.unwrap().written, 20_000);
+    assert_eq!(claimants(&influx), vec![claim_of(&load).fingerprint]);
+    let store = influx::open(influx).unwrap();
+    assert_verifies(&*store, (100, 8), 20_000);
+}
+
+/// Two different loads started together: whatever the interleaving, they never both write.
+/// Either one wins and the store holds exactly its trades, or both back off having written
+/// nothing and taken their claims back.
+#[test]
+fn two_different_loads_started_together_never_both_write() {
+    let (_server, influx) = with_trades_database();
+    let loads = [
+        common::small_config(20_000),
+        GeneratorConfig {
+            seed: 12,
+            ..common::small_config(25_000)
+        },
+    ];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let start = std::sync::Barrier::new(2);
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|i| {
+                let o = options(loads[i].clone(), influx.clone(), dirs[i].path());
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    run(&o).0
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = (0..2).filter(|&i| outcomes[i].is_ok()).collect();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if let Err(e) = outcome {
+            // Refused by the other's claim, or by its manifest if it got that far first.
+            assert!(
+                refused(outcome).is_some()
+                    || matches!(e, IngestError::Store(StoreError::DifferentLoad { .. })),
+                "load {i}: {e}"
+            );
+        }
+    }
+    match winners[..] {
+        [winner] => {
+            let store = influx::open(influx.clone()).unwrap();
+            assert_eq!(store.manifest().unwrap().load, loads[winner]);
+            assert_verifies(&*store, (100, 9), loads[winner].trades);
+            assert_eq!(
+                claimants(&influx),
+                vec![claim_of(&loads[winner]).fingerprint]
+            );
+        }
+        [] => {
+            assert_eq!(trades_stored(&influx), 0);
+            assert_eq!(claimants(&influx), Vec::<String>::new());
+        }
+        _ => panic!("both loads wrote"),
+    }
 }

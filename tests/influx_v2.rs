@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use common::influx::InfluxLoad;
-use common::influx::{load_in_shards, run};
+use common::influx::{claim_of, claimants, load_in_shards, run};
 use common::{assert_verifies, flux};
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::{RetryPolicy, WriteOptions};
@@ -266,18 +266,43 @@ async fn query(
     }
 }
 
-/// `/api/v2/delete` with a `_measurement="..."` predicate.
+/// `/api/v2/delete`: the points in `[start, stop]` (both inclusive, as InfluxDB's) matching a
+/// predicate of `key="value"` terms joined by ` AND `, `_measurement` or tags, the subset of
+/// the delete predicate syntax the store sends. Anything else is refused.
 async fn delete(State(s): State<Arc<Server>>, body: Bytes) -> Response {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let predicate = v["predicate"].as_str().unwrap();
-    let measurement = predicate
-        .strip_prefix("_measurement=\"")
-        .and_then(|p| p.strip_suffix('"'))
-        .unwrap();
-    s.points
-        .lock()
+    let time = |key: &str| {
+        chrono::DateTime::parse_from_rfc3339(v[key].as_str().unwrap())
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+    };
+    let (Some(start), Some(stop)) = (time("start"), time("stop")) else {
+        return problem(StatusCode::BAD_REQUEST, "invalid", "bad start or stop");
+    };
+    let terms: Option<Vec<(&str, &str)>> = v["predicate"]
+        .as_str()
         .unwrap()
-        .retain(|_, point| point.measurement != measurement);
+        .split(" AND ")
+        .map(|term| {
+            let (key, value) = term.split_once('=')?;
+            Some((key, value.strip_prefix('"')?.strip_suffix('"')?))
+        })
+        .collect();
+    let Some(terms) = terms else {
+        return problem(StatusCode::BAD_REQUEST, "invalid", "unsupported predicate");
+    };
+    s.points.lock().unwrap().retain(|_, point| {
+        let matches = point.time >= start
+            && point.time <= stop
+            && terms.iter().all(|&(key, value)| {
+                if key == "_measurement" {
+                    point.measurement == value
+                } else {
+                    point.tags.iter().any(|(k, v)| k == key && v == value)
+                }
+            });
+        !matches
+    });
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -431,10 +456,10 @@ impl Harness {
     }
 }
 
-/// Trades plus their 1-minute candles plus the manifest point, as distinct points.
+/// Trades plus their 1-minute candles plus the manifest and claim points, as distinct points.
 fn expected_points(load: &GeneratorConfig) -> usize {
     let plan = ohlcv::generator::MarketPlan::new(load.clone()).unwrap();
-    let mut n = 1;
+    let mut n = 2;
     for s in 0..plan.symbols().len() {
         for d in 0..plan.sessions().len() {
             let mut t = ohlcv::model::TradeColumns::default();
@@ -496,7 +521,8 @@ fn gzip_bodies_land_every_point_exactly_once() {
         s.bytes_sent < s.bytes_raw / 3,
         "gzip shrinks line protocol: {s:?}"
     );
-    // Every batch, the manifest's two writes (at the start, when complete) included.
+    // Every batch, the claim and the manifest's two writes (at the start, when complete)
+    // included.
     assert_eq!(h.state.gzip_writes.load(Ordering::Relaxed), s.batches);
 }
 
@@ -662,6 +688,69 @@ fn a_different_load_is_refused_unless_replaced() {
     assert_eq!(
         h.state.points.lock().unwrap().len(),
         expected_points(&second)
+    );
+}
+
+/// Over Flux: a different load claiming the bucket refuses a load before it writes anything
+/// (it takes its own claim back through the delete API); the claiming load's shards go on;
+/// `--replace` deletes them all and loads anew.
+#[test]
+fn a_different_loads_claim_refuses_a_load_until_replaced() {
+    let h = start();
+    ready(&h);
+    let dir = tempfile::tempdir().unwrap();
+    let claiming = GeneratorConfig {
+        seed: 11,
+        ..common::small_config(4_000)
+    };
+    let claim = claim_of(&claiming);
+    let r = reqwest::blocking::Client::new()
+        .post(format!(
+            "{}/api/v2/write?org={}&bucket=trades&precision=ns",
+            h.url,
+            common::influx::ORG
+        ))
+        .header("authorization", format!("Token {TOKEN}"))
+        .body(ohlcv::store::influx::line_protocol::claim_line(&claim))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let load = common::small_config(3_000);
+    let o = h.options(&load, dir.path());
+    let err = run(&o).0.unwrap_err().to_string();
+    assert!(
+        err.starts_with("another load is writing ") && err.contains("seed 11"),
+        "{err}"
+    );
+    let measurements = || -> Vec<String> {
+        let points = h.state.points.lock().unwrap();
+        let mut m: Vec<String> = points.values().map(|p| p.measurement.clone()).collect();
+        m.sort();
+        m.dedup();
+        m
+    };
+    assert_eq!(measurements(), ["ohlcv_claim"], "no trade, no manifest");
+    assert_eq!(influx::claims(&h.config("trades")).unwrap(), vec![claim]);
+
+    // The claiming load's own shard is not refused by its claim.
+    let mut shard = h.options(&claiming, dir.path());
+    shard.spec.shard = ohlcv::ingest::Shard { index: 0, count: 2 };
+    assert!(run(&shard).0.unwrap().written > 0);
+
+    run(&InfluxLoad {
+        spec: ohlcv::ingest::LoadSpec {
+            replace: true,
+            ..o.spec
+        },
+        ..o
+    })
+    .0
+    .unwrap();
+    assert_eq!(h.state.points.lock().unwrap().len(), expected_points(&load));
+    assert_eq!(
+        claimants(&h.config("trades")),
+        vec![claim_of(&load).fingerprint]
     );
 }
 

@@ -10,6 +10,7 @@ use ohlcv::ingest::{self, IngestError, Progress};
 use ohlcv::model::{Symbol, TradeColumns};
 use ohlcv::store::layout::PartitionFiles;
 use ohlcv::store::parquet::ParquetStore;
+use ohlcv::store::publish::{DirLock, LOCK_FILE};
 use ohlcv::store::{Manifest, Partition, Store, StoreError};
 use ohlcv::verify;
 
@@ -222,6 +223,42 @@ fn a_different_load_is_refused_unless_replaced() {
     );
     assert_eq!(replaced.written, 10_000);
     assert_eq!(Manifest::read(dir.path()).unwrap().unwrap().load.seed, 8);
+}
+
+/// While another writer holds the directory, a load (here a --replace) is refused before it
+/// reads or deletes anything; once the lock is free it replaces the dataset, keeping the lock
+/// file it holds.
+#[test]
+fn a_locked_directory_is_left_untouched_and_replace_keeps_the_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    common::load(dir.path(), &common::options(common::small_config(10_000)));
+    let before = files(dir.path());
+    let replace = ingest::LoadSpec {
+        replace: true,
+        ..common::options(GeneratorConfig {
+            seed: 8,
+            ..common::small_config(10_000)
+        })
+    };
+
+    let lock = DirLock::acquire(dir.path(), "ohlcv load").unwrap();
+    let err = common::try_load(dir.path(), &replace, &Progress::default()).unwrap_err();
+    match &err {
+        IngestError::Store(StoreError::Locked { holder, .. }) => assert!(
+            holder.starts_with(&format!("pid {} (ohlcv load) started ", std::process::id())),
+            "{holder}"
+        ),
+        e => panic!("unexpected {e}"),
+    }
+    assert_eq!(files(dir.path()), before);
+    assert_eq!(Manifest::read(dir.path()).unwrap().unwrap().load.seed, 7);
+
+    drop(lock);
+    assert_eq!(common::load(dir.path(), &replace).written, 10_000);
+    assert_eq!(Manifest::read(dir.path()).unwrap().unwrap().load.seed, 8);
+    assert!(dir.path().join(LOCK_FILE).is_file());
+    let report = verify::verify(&ParquetStore::new(dir.path()), 50, 1).unwrap();
+    assert!(report.ok(), "{:?}", report.listed);
 }
 
 #[test]

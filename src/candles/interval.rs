@@ -72,15 +72,15 @@ impl Interval {
     /// True when every bucket boundary is a whole UTC minute in a zone whose offsets are whole
     /// minutes, so the bucket is a union of 1-minute candles.
     pub fn is_whole_minutes(self) -> bool {
-        !(self.unit == Unit::Second && self.n % 60 != 0)
+        self.unit != Unit::Second || self.n.is_multiple_of(60)
     }
 
     /// True when the interval is a whole number of hours or longer, so its buckets may be
     /// unions of 1-hour candles (whether they are depends on the zone's offsets).
     pub fn is_whole_hours(self) -> bool {
         match self.unit {
-            Unit::Second => self.n % 3600 == 0,
-            Unit::Minute => self.n % 60 == 0,
+            Unit::Second => self.n.is_multiple_of(3600),
+            Unit::Minute => self.n.is_multiple_of(60),
             Unit::Hour | Unit::Day | Unit::Week | Unit::Month => true,
         }
     }

@@ -257,6 +257,9 @@ fn public_message(e: &IngestError) -> String {
         IngestError::Store(StoreError::DifferentLoad { .. }) => {
             "the store holds a different load; start again with replace: true to delete it".into()
         }
+        IngestError::Store(StoreError::Locked { .. }) => {
+            "another load is writing this store; try again once it has finished".into()
+        }
         IngestError::Store(StoreError::Unauthorized(_)) => {
             "the store rejected the server's credentials".into()
         }

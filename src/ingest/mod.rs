@@ -9,6 +9,12 @@
 //!
 //! Every load is idempotent and resumable: a chunk's trades depend only on the spec, so what
 //! was written is kept and the rest written anew.
+//!
+//! Two different loads never write one store together. A load into a data directory holds the
+//! directory's [`DirLock`] from before it looks at what the directory holds until it returns;
+//! a second one fails at once, naming the holder. A load into InfluxDB, where shards of one
+//! load may write from several machines, claims the target before writing a trade and backs
+//! off if a different load has claimed it too ([`influx`] has the protocol).
 
 pub mod influx;
 pub mod jobs;
@@ -16,7 +22,7 @@ pub mod parquet;
 pub mod progress;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -27,6 +33,7 @@ use crate::model::{NANOS_PER_DAY, Nanos};
 use crate::store::StoreError;
 pub use crate::store::influx::write::{BatchStats, BatchSummary, RetryPolicy, WriteOptions};
 use crate::store::influx::{Api, InfluxConfig};
+use crate::store::publish::DirLock;
 pub use progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +269,23 @@ impl fmt::Display for LoadSummary {
     }
 }
 
+/// How a process holding a data directory's lock names itself: the program and the
+/// subcommand that runs loads (`ohlcv load`, or `ohlcv serve` for its jobs). Only those words
+/// are ever copied from the command line: its other arguments may hold credentials.
+fn lock_holder_command() -> String {
+    let mut args = std::env::args_os();
+    let program = args
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .map_or_else(|| "ohlcv".to_string(), |n| n.to_string_lossy().into_owned());
+    match args.find(|a| a == "load" || a == "serve") {
+        Some(subcommand) => format!("{program} {}", subcommand.to_string_lossy()),
+        None => program,
+    }
+}
+
 /// Runs the load `spec` into `target`, counting into `progress` (which also carries the
 /// cancel flag) and, for InfluxDB, `stats`. Idempotent: the same load again writes nothing
 /// new; an interrupted one continues where it stopped.
@@ -276,6 +300,10 @@ pub fn run(
             if spec.shard != Shard::ALL {
                 return Err(IngestError::Unsupported("--shard"));
             }
+            // Held until the load returns, taken before it looks at the directory: the check
+            // for a different load, --replace's clear and every write happen under it, so two
+            // writers never interleave (InfluxDB targets have their claims instead).
+            let _lock = DirLock::acquire(dir, &lock_holder_command())?;
             parquet::load(dir, spec, progress)?
         }
         Target::Influx {

@@ -60,6 +60,15 @@ impl Manifest {
             && self.load == other.load
     }
 
+    /// A short name of the trades this manifest describes, equal for two manifests exactly when
+    /// [`Manifest::same_load`] holds (short of a 64-bit hash collision): the shards of one load
+    /// share it. InfluxDB loads tag their claims with it.
+    pub fn fingerprint(&self) -> String {
+        let key = serde_json::to_string(&(self.format_version, self.generator_version, &self.load))
+            .expect("a manifest is strings, numbers and dates");
+        format!("{:016x}", crate::generator::seeds::fnv1a(key.as_bytes()))
+    }
+
     pub fn describe(&self) -> String {
         let l = &self.load;
         let symbols: Vec<&str> = l.symbols.iter().map(Symbol::as_str).collect();
@@ -102,5 +111,46 @@ impl Manifest {
         let json =
             serde_json::to_vec_pretty(self).expect("a manifest is strings, numbers and dates");
         publish::write_atomically(&dir.join(MANIFEST_FILE), &json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_equal_exactly_for_the_same_load() {
+        let load = GeneratorConfig::default();
+        let a = Manifest::new(load.clone(), 3650);
+        // Progress, completion and retention do not change which trades a load writes.
+        let mut b = Manifest::new(load.clone(), 30);
+        b.complete = true;
+        assert!(a.same_load(&b));
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint().len(), 16);
+
+        let mut others = vec![
+            Manifest::new(
+                GeneratorConfig {
+                    seed: load.seed + 1,
+                    ..load.clone()
+                },
+                3650,
+            ),
+            Manifest::new(
+                GeneratorConfig {
+                    trades: load.trades + 1,
+                    ..load.clone()
+                },
+                3650,
+            ),
+        ];
+        let mut newer = a.clone();
+        newer.generator_version += 1;
+        others.push(newer);
+        for other in others {
+            assert!(!a.same_load(&other));
+            assert_ne!(a.fingerprint(), other.fingerprint());
+        }
     }
 }

@@ -7,7 +7,8 @@
 //!   both query transports), administration, and a `Store` each for InfluxQL and Flux.
 //!
 //! Both lay a load out the same way ([`layout`]), describe it with the same [`Manifest`], and
-//! publish files through [`publish`].
+//! publish files through [`publish`], where a load also locks the data directory it writes
+//! ([`publish::DirLock`]).
 //!
 //! Errors are backend-neutral kinds ([`StoreError`]) with the backend's own error as their
 //! source, so callers decide what to do once per kind, whatever the store.
@@ -38,6 +39,11 @@ pub enum StoreError {
         "{target} holds a different load ({existing}); pass --replace to delete it and load anew"
     )]
     DifferentLoad { target: String, existing: String },
+    /// Another load is writing the store now; this one stopped before reading or changing
+    /// anything. `holder` names it: the process holding a data directory's
+    /// [`publish::DirLock`], or the load whose claim an InfluxDB target holds.
+    #[error("another load is writing {target}: {holder}; try again once it has finished")]
+    Locked { target: String, holder: String },
     /// The store cannot be reached or read now; trying again later may work.
     #[error(transparent)]
     Unavailable(Backend),

@@ -1,12 +1,22 @@
-//! How a file becomes visible: written whole under a temporary name, fsynced, renamed into
+//! How a dataset is published, and by whom.
+//!
+//! A file becomes visible by being written whole under a temporary name, fsynced, renamed into
 //! place, and the rename made durable. Readers see the old file or the whole new one, never
 //! part of it, whatever crashes when. Partition files and manifests, in every store that keeps
 //! files, and load checkpoints are all published this way.
+//!
+//! Only one writer may publish into a data directory at a time: a load holds the directory's
+//! [`DirLock`] from before it reads what the directory holds until it returns. Readers take no
+//! lock; publishing is what keeps them safe.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Result, io_err};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Result, StoreError, io_err};
 
 /// Prefix of files not yet published. Readers never list them; a load removes leftovers.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -39,4 +49,210 @@ pub fn publish(tmp: &Path, path: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
+}
+
+/// The lock file of a data directory, as InfluxDB and RocksDB name theirs.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// How many times, a millisecond apart, a refused writer reads the lock file for the holder's
+/// name before giving up on it.
+const HOLDER_READS: u32 = 50;
+
+/// The process holding a [`DirLock`], as it wrote itself into the lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    /// The program and its subcommand, e.g. `ohlcv load`; never the other arguments, which
+    /// may hold credentials.
+    pub command: String,
+    /// When it took the lock.
+    pub since: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} ({}) started {}",
+            self.pid,
+            self.command,
+            self.since.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )
+    }
+}
+
+/// The exclusive right to write a data directory, held until dropped.
+///
+/// Contract:
+/// - At most one `DirLock` on a directory exists at a time, across processes and within one:
+///   it is an advisory lock (`flock(2)` on Unix, through [`fs::File::try_lock`]) on the file
+///   [`LOCK_FILE`] in the directory, and such locks belong to an open file description, so
+///   even a second [`DirLock::acquire`] in the same process is refused.
+/// - Acquiring never waits for the lock: a directory already locked is [`StoreError::Locked`]
+///   at once, naming the [`Holder`], which the holder writes into the lock file right after
+///   locking it (a writer refused in that instant waits at most some 50 ms for the name).
+/// - The lock is released when the guard is dropped or the process ends in any way, SIGKILL
+///   included (the kernel drops it with the last descriptor): a dead writer leaves no stale
+///   lock, at most a lock file naming it, which nobody trusts without holding the lock.
+/// - The lock file is never deleted, by this type or by a store's housekeeping: a second
+///   writer could otherwise lock a new file of that name while the first still holds the
+///   old one. Readers and directory walkers ignore it.
+/// - It guards writers against each other only. Readers take no lock: they read what the
+///   manifest lists, which [`publish`] makes visible whole.
+/// - It is as good as `flock(2)` on the directory's file system: reliable on local ones,
+///   dependent on the server's lock support on network ones.
+#[derive(Debug)]
+#[must_use = "the directory is unlocked as soon as the guard is dropped"]
+pub struct DirLock {
+    file: fs::File,
+}
+
+impl DirLock {
+    /// Locks `dir` (created if missing) for the calling process, which `command` names (the
+    /// program and subcommand only), or says who holds it.
+    pub fn acquire(dir: &Path, command: &str) -> Result<DirLock> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join(LOCK_FILE);
+        // Never truncated on open: until we hold the lock, the contents are the holder's.
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    target: dir.display().to_string(),
+                    holder: Self::name_holder(dir),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
+        let holder = Holder {
+            pid: std::process::id(),
+            command: command.to_string(),
+            since: Utc::now(),
+        };
+        let json = serde_json::to_vec(&holder).expect("a holder is numbers and strings");
+        // One write of a few dozen bytes into an empty file: a refused writer reading it
+        // concurrently sees nothing or the whole line. Not fsynced: it only matters while
+        // this process lives.
+        file.set_len(0)
+            .and_then(|()| (&file).write_all(&json))
+            .map_err(io_err(&path))?;
+        Ok(DirLock { file })
+    }
+
+    /// The holder of `dir`'s lock, as the refused writer's message names it. The holder writes
+    /// its name right after locking, so a writer started in the same instant can find the file
+    /// still empty: it reads again for a few milliseconds (nothing signals the write) before
+    /// saying the holder is unknown.
+    fn name_holder(dir: &Path) -> String {
+        for _ in 0..HOLDER_READS {
+            if let Some(holder) = Self::holder(dir) {
+                return holder.to_string();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        "a process that has not written its pid yet".to_string()
+    }
+
+    /// The holder recorded in `dir`'s lock file, if it names one. Meaningful only while the
+    /// directory is locked: the file of a writer that was killed still names it.
+    pub fn holder(dir: &Path) -> Option<Holder> {
+        let bytes = fs::read(dir.join(LOCK_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Forget the holder before closing the file releases the lock, so that after a clean
+        // exit the file names nobody. Failing to is harmless: nobody trusts the name unlocked.
+        let _ = self.file.set_len(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_at_once_naming_the_holder_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = DirLock::acquire(&data, "ohlcv load").unwrap();
+        let holder = DirLock::holder(&data).unwrap();
+        assert_eq!(holder.pid, std::process::id());
+        assert_eq!(holder.command, "ohlcv load");
+        assert!((Utc::now() - holder.since).num_seconds() < 60, "{holder:?}");
+
+        // Same process, its own open of the file: flock still refuses it.
+        let err = DirLock::acquire(&data, "ohlcv serve").unwrap_err();
+        let StoreError::Locked {
+            target,
+            holder: named,
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(target, &data.display().to_string());
+        assert_eq!(named, &holder.to_string());
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("pid {} (ohlcv load) started ", std::process::id())),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1);
+        // The refused writer left the holder's record alone.
+        assert_eq!(DirLock::holder(&data), Some(holder));
+
+        drop(first);
+        assert_eq!(DirLock::holder(&data), None, "a released lock names nobody");
+        assert!(data.join(LOCK_FILE).is_file(), "the lock file stays");
+        let second = DirLock::acquire(&data, "ohlcv serve").unwrap();
+        assert_eq!(DirLock::holder(&data).unwrap().command, "ohlcv serve");
+        drop(second);
+    }
+
+    #[test]
+    fn a_holder_that_has_not_named_itself_is_reported_as_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path(), "ohlcv load").unwrap();
+        // As in the instant between the holder's flock and its write.
+        fs::File::options()
+            .write(true)
+            .open(dir.path().join(LOCK_FILE))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let err = DirLock::acquire(dir.path(), "ohlcv load").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(": a process that has not written its pid yet;"),
+            "{err}"
+        );
+        drop(lock);
+    }
+
+    #[test]
+    fn a_lock_file_left_naming_a_dead_process_does_not_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = Holder {
+            pid: u32::MAX,
+            command: "ohlcv load".into(),
+            since: Utc::now(),
+        };
+        fs::write(
+            dir.path().join(LOCK_FILE),
+            serde_json::to_vec(&stale).unwrap(),
+        )
+        .unwrap();
+        let lock = DirLock::acquire(dir.path(), "ohlcv load").unwrap();
+        assert_eq!(DirLock::holder(dir.path()).unwrap().pid, std::process::id());
+        drop(lock);
+    }
 }

@@ -11,8 +11,8 @@ use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::{
     self, BatchStats, IngestError, LoadSpec, LoadSummary, Progress, Shard, Target, WriteOptions,
 };
-use ohlcv::store::Store;
-use ohlcv::store::influx::{self, Api, InfluxConfig, QueryLanguage, Secret};
+use ohlcv::store::influx::{self, Api, Claim, InfluxConfig, QueryLanguage, Secret};
+use ohlcv::store::{Manifest, Store};
 
 /// The organisation the test servers know.
 pub const ORG: &str = "ohlcv-poc";
@@ -122,4 +122,23 @@ pub fn load_in_shards(
         load_shard(shard);
     }
     assert!(store.manifest().unwrap().complete);
+}
+
+/// The claim the load of `load` (in any shard) writes now, as `ingest` builds it.
+pub fn claim_of(load: &GeneratorConfig) -> Claim {
+    let manifest = Manifest::new(load.clone(), 3650);
+    Claim {
+        fingerprint: manifest.fingerprint(),
+        load: manifest.describe(),
+        time: chrono::Utc::now().timestamp_nanos_opt().unwrap(),
+    }
+}
+
+/// The fingerprints of the claims in `influx`, oldest first.
+pub fn claimants(influx: &InfluxConfig) -> Vec<String> {
+    influx::claims(influx)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.fingerprint)
+        .collect()
 }

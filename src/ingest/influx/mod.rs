@@ -16,7 +16,38 @@
 //!
 //! The manifest (a point) goes first, listing the load's partitions as the embedded store
 //! would; it is marked complete at the end, or each shard leaves a mark of its own.
+//!
+//! # Two loads into one bucket
+//!
+//! A load first reads the manifest: a different load there is refused (or, with `--replace`,
+//! deleted). That alone leaves a race: two loads starting together both find no manifest and
+//! both write. A lock on this machine cannot close it, since the shards of one load
+//! (`--shard K/N`) legitimately write from several machines at once, so loads claim the
+//! target instead, before writing the manifest or any trade:
+//!
+//! 1. write a claim, a point `ohlcv_claim,fingerprint=<F> load="<what it loads>"` at the
+//!    current time (within any retention), through the same retrying writer as the trades,
+//!    where `F` is [`Manifest::fingerprint`]: the same for two loads exactly when
+//!    [`Manifest::same_load`] holds, so the same for every shard of one load;
+//! 2. once it is acknowledged, read every claim back;
+//! 3. if a claim with another fingerprint is there, withdraw its own claim (delete that one
+//!    point) and fail with [`StoreError::Locked`] naming the other load, having written no
+//!    trade; otherwise go on.
+//!
+//! Of two different loads, at most one goes on, whatever the interleaving (the reasoning is
+//! in `claim.rs`); when both claim before either reads, both back off and a retry succeeds.
+//! Claims stay after a load, so a later different load is refused by the manifest or, if it
+//! raced ahead of the manifest, by the claim. `--replace` deletes claims with the rest, then
+//! claims like any load. It cannot tell a load still writing from one that died (a claim
+//! says nothing about liveness), so it deletes a running load's claim too, and that load
+//! goes on writing into the replacement: on InfluxDB, `--replace` is safe only when no other
+//! load of the bucket is running (the embedded store's lock refuses it instead). A load that
+//! dies between its claim and its manifest leaves a claim that makes other loads back off
+//! until a `--replace` clears it. The protocol needs
+//! a server that shows a write to every read once it has acknowledged it, as InfluxDB does.
+//! Reads of trades, candles and the manifest, and `verify`, never look at claims.
 
+mod claim;
 mod producer;
 mod tracker;
 mod writers;
@@ -93,7 +124,19 @@ pub(super) fn load(
             }
             influx::clear(config)?;
         }
-        Ok(_) | Err(StoreError::Empty(_)) => {}
+        Ok(_) | Err(StoreError::Empty(_)) => {
+            // A different load's claim without its manifest: that load is starting, or died
+            // before writing its manifest. --replace deletes it as it would the load; without
+            // --replace the claim below refuses.
+            let fingerprint = manifest.fingerprint();
+            if spec.replace
+                && influx::claims(config)?
+                    .iter()
+                    .any(|c| c.fingerprint != fingerprint)
+            {
+                influx::clear(config)?;
+            }
+        }
         Err(e) => return Err(e.into()),
     }
     manifest.partitions = layout::plan(&plan)
@@ -109,12 +152,14 @@ pub(super) fn load(
         .build()
         .map_err(|e| StoreError::from(influx::InfluxError::Unreachable(e.to_string())))?;
     let writer = Writer::new(config, options, stats.clone())?;
-    // The manifest and shard marks go through the same retrying writer as the trades.
+    // The claim, the manifest and shard marks go through the same retrying writer as the
+    // trades.
     let write_point = |raw: Vec<u8>| -> Result<()> {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
         let batch = Batch::new(raw, options.gzip);
         Ok(runtime.block_on(writer.write(&batch, &mut rng))?)
     };
+    claim::claim(config, &manifest, write_point)?;
     let write_manifest =
         |m: &Manifest| write_point(line_protocol::manifest_line(&m.to_json(), manifest_time));
     write_manifest(&manifest)?;

@@ -1,11 +1,13 @@
-//! Administration: create the bucket or database a load writes to (`ohlcv influx setup`) and
-//! delete a load (`--replace`).
+//! Administration: create the bucket or database a load writes to (`ohlcv influx setup`),
+//! delete a load (`--replace`) and withdraw a load's claim.
 
-use super::client::{Client, quote_ident};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::client::{Client, quote_ident, quote_string};
 use super::line_protocol;
-use super::{Api, InfluxConfig, InfluxError, Result};
+use super::{Api, Claim, InfluxConfig, InfluxError, Result};
 
-/// Deletes every trade, candle, manifest and shard point of the target.
+/// Deletes every trade, candle, manifest, shard and claim point of the target.
 pub fn clear(config: &InfluxConfig) -> Result<()> {
     let client = Client::new(config.clone())?;
     let measurements = [
@@ -13,6 +15,7 @@ pub fn clear(config: &InfluxConfig) -> Result<()> {
         line_protocol::CANDLE,
         line_protocol::MANIFEST,
         line_protocol::SHARD,
+        line_protocol::CLAIM,
     ];
     match config.api {
         Api::V1 => {
@@ -24,20 +27,60 @@ pub fn clear(config: &InfluxConfig) -> Result<()> {
         }
         Api::V2 => {
             for m in measurements {
-                let mut url = config.endpoint("api/v2/delete");
-                url.query_pairs_mut()
-                    .append_pair("org", &config.org)
-                    .append_pair("bucket", &config.bucket);
-                let body = serde_json::json!({
-                    "start": "1677-09-21T00:12:43.145224194Z",
-                    "stop": "2262-04-11T23:47:16.854775806Z",
-                    "predicate": format!("_measurement=\"{m}\""),
-                });
-                client.post_json(url, &body)?;
+                delete_v2(
+                    &client,
+                    "1677-09-21T00:12:43.145224194Z",
+                    "2262-04-11T23:47:16.854775806Z",
+                    &format!("_measurement=\"{m}\""),
+                )?;
             }
         }
     }
     Ok(())
+}
+
+/// Deletes the one point of `claim`, leaving any other claim of the same load (its shards'):
+/// a load that claimed the target and then backed off takes its claim back.
+pub fn withdraw_claim(config: &InfluxConfig, claim: &Claim) -> Result<()> {
+    let client = Client::new(config.clone())?;
+    match config.api {
+        Api::V1 => {
+            let q = format!(
+                "DELETE FROM {} WHERE \"fingerprint\" = {} AND time >= {t} AND time <= {t}",
+                quote_ident(line_protocol::CLAIM),
+                quote_string(&claim.fingerprint),
+                t = claim.time,
+            );
+            client.influxql(&q, Some(&config.database))?;
+        }
+        Api::V2 => {
+            // The delete API's start and stop are both inclusive.
+            let time = DateTime::<Utc>::from_timestamp_nanos(claim.time)
+                .to_rfc3339_opts(SecondsFormat::Nanos, true);
+            delete_v2(
+                &client,
+                &time,
+                &time,
+                &format!(
+                    "_measurement=\"{}\" AND fingerprint=\"{}\"",
+                    line_protocol::CLAIM,
+                    claim.fingerprint
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `/api/v2/delete`: the points in `[start, stop]` that match `predicate`.
+fn delete_v2(client: &Client, start: &str, stop: &str, predicate: &str) -> Result<()> {
+    let config = client.config();
+    let mut url = config.endpoint("api/v2/delete");
+    url.query_pairs_mut()
+        .append_pair("org", &config.org)
+        .append_pair("bucket", &config.bucket);
+    let body = serde_json::json!({"start": start, "stop": stop, "predicate": predicate});
+    client.post_json(url, &body)
 }
 
 /// What `ohlcv influx setup` did.

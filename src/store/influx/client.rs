@@ -18,6 +18,11 @@ pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// An InfluxQL string literal in single quotes.
+pub fn quote_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 impl Client {
     pub fn new(config: InfluxConfig) -> Result<Self> {
         let http = reqwest::blocking::Client::builder()

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::client::Client;
-use super::line_protocol::{CANDLE, MANIFEST, SHARD, TRADE};
-use super::{InfluxConfig, InfluxError, Result};
+use super::line_protocol::{CANDLE, CLAIM, MANIFEST, SHARD, TRADE};
+use super::{Claim, InfluxConfig, InfluxError, Result};
 use crate::candles::Candle;
 use crate::model::{Nanos, Symbol, TradeColumns};
 use crate::store::{self, Manifest, Store};
@@ -181,6 +181,25 @@ impl FluxStore {
             Ok(())
         })?;
         Ok(json)
+    }
+
+    /// Every load's claim on the bucket (see [`Claim`]).
+    pub fn claims(&self) -> Result<Vec<Claim>> {
+        let q = format!(
+            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {})\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> keep(columns: [\"_time\", \"fingerprint\", \"load\"])",
+            string(self.bucket()),
+            string(CLAIM)
+        );
+        let mut claims = Vec::new();
+        self.each(&q, |_, r| {
+            claims.push(Claim {
+                fingerprint: r.get("fingerprint")?.to_string(),
+                load: r.get("load")?.to_string(),
+                time: parse_time(r.get("_time")?)?,
+            });
+            Ok(())
+        })?;
+        Ok(claims)
     }
 
     /// (index, count) of every shard marked as finished.

@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 
-use super::client::{Client, quote_ident};
-use super::line_protocol::{CANDLE, MANIFEST, SHARD, TRADE};
-use super::{InfluxConfig, InfluxError};
+use super::client::{Client, quote_ident, quote_string};
+use super::line_protocol::{CANDLE, CLAIM, MANIFEST, SHARD, TRADE};
+use super::{Claim, InfluxConfig, InfluxError};
 use crate::candles::Candle;
 use crate::model::{Nanos, Symbol, TradeColumns};
 use crate::store::{Manifest, Result, Store};
@@ -18,14 +18,16 @@ pub struct InfluxqlStore {
 /// Ranges counted per request by [`Store::count_trades`]: one statement each.
 const COUNTS_PER_QUERY: usize = 200;
 
-fn quote_string(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
 fn int(v: &Value) -> Result<i64> {
     v.as_i64()
         .or_else(|| v.as_f64().map(|f| f as i64))
         .ok_or_else(|| InfluxError::Protocol(format!("expected an integer, got {v}")).into())
+}
+
+fn text(v: &Value) -> Result<String> {
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| InfluxError::Protocol(format!("expected a string, got {v}")).into())
 }
 
 fn cents(v: &Value) -> Result<i64> {
@@ -46,6 +48,24 @@ impl InfluxqlStore {
         Ok(Self {
             client: Client::new(config)?,
         })
+    }
+
+    /// Every load's claim on the database (see [`Claim`]).
+    pub fn claims(&self) -> Result<Vec<Claim>> {
+        let q = format!(
+            "SELECT \"load\", \"fingerprint\" FROM {}",
+            quote_ident(CLAIM)
+        );
+        self.rows(&q)?
+            .iter()
+            .map(|r| {
+                Ok(Claim {
+                    time: int(&r[0])?,
+                    load: text(&r[1])?,
+                    fingerprint: text(&r[2])?,
+                })
+            })
+            .collect()
     }
 
     /// Rows of `q` against the load's database.

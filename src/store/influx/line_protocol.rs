@@ -5,12 +5,14 @@
 //! as InfluxDB recommends), fields `price` (float), `amount` and `trade_id` (integers),
 //! nanosecond timestamps; measurement `candle_1m`, tag `symbol`, fields `open`, `high`, `low`,
 //! `close` (floats), `volume`, `trades`, `notional` (integers, notional = Σ cents × shares).
+//! Beside them, a load's bookkeeping: its manifest, shard marks and claims.
 //!
 //! Each series key is escaped once per symbol by InfluxData's own `influxdb-line-protocol`
 //! builder; the hot path then only appends numbers.
 
 use influxdb_line_protocol::builder::LineProtocolBuilder;
 
+use super::Claim;
 use crate::candles::Candle;
 use crate::model::{Symbol, TradeColumns, push_cents, push_int};
 
@@ -20,6 +22,10 @@ pub const MANIFEST: &str = "ohlcv_load";
 /// One point per finished shard of a sharded load: the load is complete once every shard of
 /// some count has one.
 pub const SHARD: &str = "ohlcv_shard";
+/// A load's claim on the target, written before its first trade (`ingest::influx` has the
+/// protocol): tag `fingerprint`, field `load` (what it loads, for messages), at the time it
+/// claimed.
+pub const CLAIM: &str = "ohlcv_claim";
 
 /// The escaped series keys of one symbol, with the separating space.
 #[derive(Debug, Clone)]
@@ -120,6 +126,17 @@ pub fn shard_line(index: u32, count: u32, time: i64) -> Vec<u8> {
         .build()
 }
 
+/// The point of `claim`.
+pub fn claim_line(claim: &Claim) -> Vec<u8> {
+    LineProtocolBuilder::new()
+        .measurement(CLAIM)
+        .tag("fingerprint", &claim.fingerprint)
+        .field("load", claim.load.as_str())
+        .timestamp(claim.time)
+        .close_line()
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +180,27 @@ mod tests {
         );
         assert_eq!(lines[2].timestamp, Some(60));
         assert_eq!(lines[2].field_set[6].1, FieldValue::I64(700));
+    }
+
+    #[test]
+    fn a_claim_parses_back() {
+        let claim = Claim {
+            fingerprint: "00ff00ff00ff00ff".into(),
+            load: r#"20000 trades, "AAPL", seed 2"#.into(),
+            time: 1_704_205_800_000_000_001,
+        };
+        let line = String::from_utf8(claim_line(&claim)).unwrap();
+        let parsed: Vec<_> = parse_lines(&line).collect::<Result<_, _>>().unwrap();
+        assert_eq!(parsed[0].series.measurement.as_str(), CLAIM);
+        assert_eq!(
+            parsed[0].series.tag_set.as_ref().unwrap()[0],
+            ("fingerprint".into(), "00ff00ff00ff00ff".into())
+        );
+        assert_eq!(
+            parsed[0].field_set[0].1,
+            FieldValue::String(claim.load.as_str().into())
+        );
+        assert_eq!(parsed[0].timestamp, Some(claim.time));
     }
 
     #[test]

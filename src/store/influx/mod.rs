@@ -6,10 +6,10 @@
 //!   failure is;
 //! - [`client`]: the blocking client, with both query transports (InfluxQL, Flux);
 //! - [`write`]: the async write path with batching, retries, 413 splitting and a breaker;
-//! - [`admin`]: `ohlcv influx setup` and deleting a load;
-//! - [`line_protocol`]: how trades, candles and the manifest are encoded;
+//! - [`admin`]: `ohlcv influx setup`, deleting a load, withdrawing a claim;
+//! - [`line_protocol`]: how trades, candles, the manifest and claims are encoded;
 //! - [`influxql`] and [`flux`]: the two [`Store`] implementations, one per query language,
-//!   chosen once by [`open`].
+//!   chosen once by [`open`]; each also reads the loads' [`Claim`]s ([`claims`]).
 
 pub mod admin;
 pub mod client;
@@ -20,12 +20,17 @@ pub mod influxql;
 pub mod line_protocol;
 pub mod write;
 
-pub use admin::{SetupOutcome, clear, setup};
+pub use admin::{SetupOutcome, clear, setup, withdraw_claim};
 pub use config::{Api, InfluxConfig, QueryLanguage, Secret};
 pub use error::{InfluxError, Result, error_message, transport_error};
 pub use flux::FluxStore;
 pub use influxql::InfluxqlStore;
 
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::model::Nanos;
 use crate::store::{self, Manifest, Store, StoreError};
 
 /// The store reading `config`'s target in its query language.
@@ -34,6 +39,41 @@ pub fn open(config: InfluxConfig) -> Result<Box<dyn Store>> {
         QueryLanguage::Influxql => Box::new(InfluxqlStore::new(config)?),
         QueryLanguage::Flux => Box::new(FluxStore::new(config)?),
     })
+}
+
+/// A load's claim on the target: the point a load writes before its first trade, so that two
+/// different loads starting together see each other (`ingest::influx` has the protocol).
+/// Reads of trades, candles and the manifest never look at claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// [`Manifest::fingerprint`] of the load: the same for every shard of it.
+    pub fingerprint: String,
+    /// What the load loads, as [`Manifest::describe`] says it.
+    pub load: String,
+    /// When it claimed the target: the clock of the machine that did, in nanoseconds.
+    pub time: Nanos,
+}
+
+impl fmt::Display for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time = DateTime::<Utc>::from_timestamp_nanos(self.time);
+        write!(
+            f,
+            "{}, claimed {}",
+            self.load,
+            time.to_rfc3339_opts(SecondsFormat::Millis, true)
+        )
+    }
+}
+
+/// Every claim in `config`'s target, read in its query language, oldest first.
+pub fn claims(config: &InfluxConfig) -> store::Result<Vec<Claim>> {
+    let mut claims = match config.query_language {
+        QueryLanguage::Influxql => InfluxqlStore::new(config.clone())?.claims()?,
+        QueryLanguage::Flux => FluxStore::new(config.clone())?.claims()?,
+    };
+    claims.sort_by_key(|c| c.time);
+    Ok(claims)
 }
 
 /// The manifest point's `json` (none if no load was written), completed by the shard marks

@@ -150,7 +150,8 @@ impl ParquetStore {
         Ok(removed)
     }
 
-    /// Deletes the whole dataset (for `--replace`).
+    /// Deletes the whole dataset (for `--replace`), but not the directory's lock file, which
+    /// the load replacing it holds ([`publish::DirLock`]).
     pub fn clear(&self) -> Result<()> {
         for dataset in [TRADES_DIR, CANDLES_DIR] {
             remove(&self.dir.join(dataset), |p| fs::remove_dir_all(p))?;
