@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::influx::InfluxLoad;
-use common::influx::{claim_of, claimants, load_in_shards, run, run_with};
+use common::influx::{claim_of, claimants, expired_claim_of, load_in_shards, run, run_with};
 use common::influxd::Influxd;
 use common::{DEADLINE, assert_verifies, poll_until};
 use ohlcv::generator::GeneratorConfig;
@@ -307,21 +307,24 @@ fn shards_of_one_load_running_together_do_not_refuse_each_other() {
     });
     let written: u64 = outcomes.into_iter().map(|o| o.unwrap().written).sum();
     assert_eq!(written, 30_000);
-    let fingerprint = claim_of(&load).fingerprint;
-    assert_eq!(claimants(&influx), vec![fingerprint.clone(), fingerprint]);
+    // Both shards claimed (a claim and its end each), as one load.
+    let claims = influx::claims(&influx).unwrap();
+    assert_eq!(claims.len(), 4, "{claims:?}");
+    assert_eq!(claimants(&influx), vec![claim_of(&load).fingerprint]);
     let store = influx::open(influx).unwrap();
     assert_verifies(&*store, (100, 7), 30_000);
 }
 
 /// A claim left by a load that died before its manifest refuses other loads until --replace
-/// deletes it with the rest; the replacing load then holds the only claim.
+/// deletes it with the rest, once its lease has run out; the replacing load then holds the
+/// only claim.
 #[test]
 fn replace_deletes_a_dead_loads_claim_and_claims_anew() {
     let (server, influx) = with_trades_database();
     write_claim(
         &server,
         "trades",
-        &claim_of(&GeneratorConfig {
+        &expired_claim_of(&GeneratorConfig {
             seed: 11,
             ..common::small_config(20_000)
         }),
@@ -399,4 +402,54 @@ fn two_different_loads_started_together_never_both_write() {
         }
         _ => panic!("both loads wrote"),
     }
+}
+
+/// A --replace started while a different load is writing is refused before it deletes or
+/// writes anything, since the running load's claim is leased; once that load has ended, the
+/// same --replace goes ahead and the store holds exactly its trades.
+#[test]
+fn replace_waits_for_a_different_load_still_writing() {
+    let (_server, influx) = with_trades_database();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let running = options(
+        GeneratorConfig {
+            seed: 11,
+            ..common::small_config(3_000_000)
+        },
+        influx.clone(),
+        checkpoints.path(),
+    );
+    let load = common::small_config(20_000);
+    let o = options(load.clone(), influx.clone(), checkpoints.path());
+    let replace = InfluxLoad {
+        spec: LoadSpec {
+            replace: true,
+            ..o.spec
+        },
+        ..o
+    };
+    let progress = Progress::default();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| run_with(&running, &progress).0);
+        poll_until(
+            "the first load to write",
+            DEADLINE,
+            || progress.done.load(Ordering::Relaxed),
+            |done| *done > 0,
+        );
+        let outcome = run(&replace).0;
+        let holder = refused(&outcome).unwrap_or_else(|| panic!("{outcome:?}"));
+        assert!(
+            holder.contains("seed 11") && holder.contains("writing until"),
+            "{holder}"
+        );
+        // The first load was left alone, and finishes whole.
+        assert_eq!(first.join().unwrap().unwrap().written, 3_000_000);
+    });
+    assert_eq!(trades_stored(&influx), 3_000_000);
+
+    assert_eq!(run(&replace).0.unwrap().written, 20_000);
+    let store = influx::open(influx.clone()).unwrap();
+    assert_verifies(&*store, (100, 8), 20_000);
+    assert_eq!(claimants(&influx), vec![claim_of(&load).fingerprint]);
 }

@@ -456,10 +456,11 @@ impl Harness {
     }
 }
 
-/// Trades plus their 1-minute candles plus the manifest and claim points, as distinct points.
+/// Trades plus their 1-minute candles plus the manifest and the claim's first and last
+/// points, as distinct points.
 fn expected_points(load: &GeneratorConfig) -> usize {
     let plan = ohlcv::generator::MarketPlan::new(load.clone()).unwrap();
-    let mut n = 2;
+    let mut n = 3;
     for s in 0..plan.symbols().len() {
         for d in 0..plan.sessions().len() {
             let mut t = ohlcv::model::TradeColumns::default();
@@ -521,8 +522,8 @@ fn gzip_bodies_land_every_point_exactly_once() {
         s.bytes_sent < s.bytes_raw / 3,
         "gzip shrinks line protocol: {s:?}"
     );
-    // Every batch, the claim and the manifest's two writes (at the start, when complete)
-    // included.
+    // Every batch, the claim's two writes (at the start, at the end) and the manifest's two
+    // (at the start, when complete) included.
     assert_eq!(h.state.gzip_writes.load(Ordering::Relaxed), s.batches);
 }
 

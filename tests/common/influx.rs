@@ -124,21 +124,38 @@ pub fn load_in_shards(
     assert!(store.manifest().unwrap().complete);
 }
 
-/// The claim the load of `load` (in any shard) writes now, as `ingest` builds it.
+/// The claim the load of `load` (in any shard) writes when it starts, as `ingest` builds it:
+/// now, leased for the next ten minutes.
 pub fn claim_of(load: &GeneratorConfig) -> Claim {
     let manifest = Manifest::new(load.clone(), 3650);
+    let time = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     Claim {
         fingerprint: manifest.fingerprint(),
         load: manifest.describe(),
-        time: chrono::Utc::now().timestamp_nanos_opt().unwrap(),
+        time,
+        lease_until: time + 600_000_000_000,
     }
 }
 
-/// The fingerprints of the claims in `influx`, oldest first.
+/// The last claim of a load of `load` that died an hour ago: its lease has run out.
+pub fn expired_claim_of(load: &GeneratorConfig) -> Claim {
+    let claim = claim_of(load);
+    let hour = 3_600_000_000_000;
+    Claim {
+        time: claim.time - hour,
+        lease_until: claim.lease_until - hour,
+        ..claim
+    }
+}
+
+/// The loads that claimed `influx`, each once, by their fingerprints, in the order of their
+/// first claims.
 pub fn claimants(influx: &InfluxConfig) -> Vec<String> {
-    influx::claims(influx)
-        .unwrap()
-        .into_iter()
-        .map(|c| c.fingerprint)
-        .collect()
+    let mut loads: Vec<String> = Vec::new();
+    for claim in influx::claims(influx).unwrap() {
+        if !loads.contains(&claim.fingerprint) {
+            loads.push(claim.fingerprint);
+        }
+    }
+    loads
 }

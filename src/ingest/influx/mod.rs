@@ -37,14 +37,16 @@
 //! Of two different loads, at most one goes on, whatever the interleaving (the reasoning is
 //! in `claim.rs`); when both claim before either reads, both back off and a retry succeeds.
 //! Claims stay after a load, so a later different load is refused by the manifest or, if it
-//! raced ahead of the manifest, by the claim. `--replace` deletes claims with the rest, then
-//! claims like any load. It cannot tell a load still writing from one that died (a claim
-//! says nothing about liveness), so it deletes a running load's claim too, and that load
-//! goes on writing into the replacement: on InfluxDB, `--replace` is safe only when no other
-//! load of the bucket is running (the embedded store's lock refuses it instead). A load that
-//! dies between its claim and its manifest leaves a claim that makes other loads back off
-//! until a `--replace` clears it. The protocol needs
-//! a server that shows a write to every read once it has acknowledged it, as InfluxDB does.
+//! raced ahead of the manifest, by the claim.
+//!
+//! A claim is also a lease (`lease_until`): the load renews it every [`claim::RENEW_EVERY`]
+//! while its writers run and ends it after its last point, whatever the outcome. `--replace`
+//! refuses while a different load's latest claim is leased (that load is writing), before it
+//! deletes anything; once the lease has ended or run out (the load died), it deletes claims
+//! with the rest, then claims like any load. A load that dies between its claim and its
+//! manifest leaves a claim that makes other loads back off until a `--replace` clears it.
+//! The protocol needs a server that shows a write to every read once it has acknowledged it,
+//! as InfluxDB does, and clocks that agree to well within the lease.
 //! Reads of trades, candles and the manifest, and `verify`, never look at claims.
 
 mod claim;
@@ -55,6 +57,7 @@ mod writers;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -122,6 +125,7 @@ pub(super) fn load(
                 }
                 .into());
             }
+            claim::ensure_nobody_writes(config, &manifest)?;
             influx::clear(config)?;
         }
         Ok(_) | Err(StoreError::Empty(_)) => {
@@ -134,6 +138,7 @@ pub(super) fn load(
                     .iter()
                     .any(|c| c.fingerprint != fingerprint)
             {
+                claim::ensure_nobody_writes(config, &manifest)?;
                 influx::clear(config)?;
             }
         }
@@ -159,70 +164,92 @@ pub(super) fn load(
         let batch = Batch::new(raw, options.gzip);
         Ok(runtime.block_on(writer.write(&batch, &mut rng))?)
     };
-    claim::claim(config, &manifest, write_point)?;
-    let write_manifest =
-        |m: &Manifest| write_point(line_protocol::manifest_line(&m.to_json(), manifest_time));
-    write_manifest(&manifest)?;
-
-    let tracker = Tracker::default();
-    let writers = options.writers.max(1);
-    let (sender, queue) = tokio::sync::mpsc::channel(writers * 2);
-    let keys: Vec<SeriesKeys> = plan
-        .symbols()
-        .iter()
-        .map(|s| SeriesKeys::new(&s.symbol))
-        .collect();
-    let next = AtomicUsize::new(0);
-    let failure = std::thread::scope(|scope| {
-        for _ in 0..spec.worker_threads().min(todo.len()).max(1) {
-            let mut producer = Producer::new(&plan, options, &tracker, sender.clone());
-            let (keys, todo, next) = (&keys, &todo, &next);
-            scope.spawn(move || {
-                while let Some(&(id, s, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if !producer.chunk(id, s, d, &keys[s], progress) {
-                        return;
-                    }
-                }
-                producer.flush();
-            });
-        }
-        drop(sender);
-        runtime.block_on(writers::run(
-            &writer,
-            writers,
-            queue,
-            &tracker,
-            progress,
-            &mut checkpoint,
-        ))
-    });
-
-    checkpoint.save(tracker.done())?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if progress.cancelled() {
-        return Err(IngestError::Cancelled);
-    }
-    if spec.shard == Shard::ALL {
-        manifest.complete = true;
+    let claimant = claim::Claimant::new(&manifest, options);
+    claim::claim(config, &claimant, write_point)?;
+    // Whatever happens from here, the claim's lease is ended last, after the load's final
+    // point, so that a --replace waiting for it never clears the bucket under a late write.
+    let outcome = (|| {
+        let write_manifest =
+            |m: &Manifest| write_point(line_protocol::manifest_line(&m.to_json(), manifest_time));
         write_manifest(&manifest)?;
-    } else {
-        let Shard { index, count } = spec.shard;
-        write_point(line_protocol::shard_line(index, count, manifest_time))?;
+
+        let tracker = Tracker::default();
+        let writers = options.writers.max(1);
+        let (sender, queue) = tokio::sync::mpsc::channel(writers * 2);
+        let keys: Vec<SeriesKeys> = plan
+            .symbols()
+            .iter()
+            .map(|s| SeriesKeys::new(&s.symbol))
+            .collect();
+        let next = AtomicUsize::new(0);
+        let (writing, renewals) = std::sync::mpsc::channel::<()>();
+        let failure = std::thread::scope(|scope| {
+            // Renews the claim while the writers run; they end by dropping `writing`.
+            let (claimant, write_point) = (&claimant, &write_point);
+            scope.spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = renewals.recv_timeout(claim::RENEW_EVERY) {
+                if let Err(e) = claimant.renew(write_point) {
+                    tracing::warn!(error = %telemetry::chain(&e), "could not renew the load's claim");
+                }
+            }
+        });
+            for _ in 0..spec.worker_threads().min(todo.len()).max(1) {
+                let mut producer = Producer::new(&plan, options, &tracker, sender.clone());
+                let (keys, todo, next) = (&keys, &todo, &next);
+                scope.spawn(move || {
+                    while let Some(&(id, s, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if !producer.chunk(id, s, d, &keys[s], progress) {
+                            return;
+                        }
+                    }
+                    producer.flush();
+                });
+            }
+            drop(sender);
+            let failure = runtime.block_on(writers::run(
+                &writer,
+                writers,
+                queue,
+                &tracker,
+                progress,
+                &mut checkpoint,
+            ));
+            drop(writing);
+            failure
+        });
+
+        checkpoint.save(tracker.done())?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if progress.cancelled() {
+            return Err(IngestError::Cancelled);
+        }
+        if spec.shard == Shard::ALL {
+            manifest.complete = true;
+            write_manifest(&manifest)?;
+        } else {
+            let Shard { index, count } = spec.shard;
+            write_point(line_protocol::shard_line(index, count, manifest_time))?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(LoadSummary {
+            trades: total,
+            written: to_write,
+            unit: Unit::Chunks,
+            units: todo.len() + skipped,
+            skipped,
+            expired: 0,
+            seconds,
+            trades_per_second: to_write as f64 / seconds.max(1e-9),
+            peak_rss_bytes: telemetry::peak_rss_bytes(),
+            bytes_on_disk: None,
+            batches: Some(stats.summary()),
+        })
+    })();
+    if let Err(e) = claimant.end(write_point) {
+        // The lease then runs out by itself; until it does, a --replace waits.
+        tracing::warn!(error = %telemetry::chain(&e), "could not end the load's claim");
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(LoadSummary {
-        trades: total,
-        written: to_write,
-        unit: Unit::Chunks,
-        units: todo.len() + skipped,
-        skipped,
-        expired: 0,
-        seconds,
-        trades_per_second: to_write as f64 / seconds.max(1e-9),
-        peak_rss_bytes: telemetry::peak_rss_bytes(),
-        bytes_on_disk: None,
-        batches: Some(stats.summary()),
-    })
+    outcome
 }

@@ -186,16 +186,23 @@ impl FluxStore {
     /// Every load's claim on the bucket (see [`Claim`]).
     pub fn claims(&self) -> Result<Vec<Claim>> {
         let q = format!(
-            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {})\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> keep(columns: [\"_time\", \"fingerprint\", \"load\"])",
+            "from(bucket: {})\n  |> range(start: 1970-01-01T00:00:00Z, stop: {END_OF_TIME})\n  |> filter(fn: (r) => r._measurement == {})\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> keep(columns: [\"_time\", \"fingerprint\", \"load\", \"lease_until\"])",
             string(self.bucket()),
             string(CLAIM)
         );
         let mut claims = Vec::new();
         self.each(&q, |_, r| {
+            let time = parse_time(r.get("_time")?)?;
             claims.push(Claim {
                 fingerprint: r.get("fingerprint")?.to_string(),
                 load: r.get("load")?.to_string(),
-                time: parse_time(r.get("_time")?)?,
+                time,
+                // A claim without a lease says nothing of a load still running.
+                lease_until: r
+                    .get("lease_until")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(time),
             });
             Ok(())
         })?;

@@ -53,16 +53,19 @@ impl InfluxqlStore {
     /// Every load's claim on the database (see [`Claim`]).
     pub fn claims(&self) -> Result<Vec<Claim>> {
         let q = format!(
-            "SELECT \"load\", \"fingerprint\" FROM {}",
+            "SELECT \"load\", \"fingerprint\", \"lease_until\" FROM {}",
             quote_ident(CLAIM)
         );
         self.rows(&q)?
             .iter()
             .map(|r| {
+                let time = int(&r[0])?;
                 Ok(Claim {
-                    time: int(&r[0])?,
+                    time,
                     load: text(&r[1])?,
                     fingerprint: text(&r[2])?,
+                    // A claim without a lease says nothing of a load still running.
+                    lease_until: r.get(3).and_then(|v| int(v).ok()).unwrap_or(time),
                 })
             })
             .collect()

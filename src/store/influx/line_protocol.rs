@@ -132,6 +132,7 @@ pub fn claim_line(claim: &Claim) -> Vec<u8> {
         .measurement(CLAIM)
         .tag("fingerprint", &claim.fingerprint)
         .field("load", claim.load.as_str())
+        .field("lease_until", claim.lease_until)
         .timestamp(claim.time)
         .close_line()
         .build()
@@ -188,6 +189,7 @@ mod tests {
             fingerprint: "00ff00ff00ff00ff".into(),
             load: r#"20000 trades, "AAPL", seed 2"#.into(),
             time: 1_704_205_800_000_000_001,
+            lease_until: 1_704_205_860_000_000_001,
         };
         let line = String::from_utf8(claim_line(&claim)).unwrap();
         let parsed: Vec<_> = parse_lines(&line).collect::<Result<_, _>>().unwrap();

@@ -42,28 +42,61 @@ pub fn open(config: InfluxConfig) -> Result<Box<dyn Store>> {
 }
 
 /// A load's claim on the target: the point a load writes before its first trade, so that two
-/// different loads starting together see each other (`ingest::influx` has the protocol).
-/// Reads of trades, candles and the manifest never look at claims.
+/// different loads starting together see each other, and writes again while it runs, so that a
+/// `--replace` can tell a running load from one that ended or died (`ingest::influx` has the
+/// protocol). Reads of trades, candles and the manifest never look at claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     /// [`Manifest::fingerprint`] of the load: the same for every shard of it.
     pub fingerprint: String,
     /// What the load loads, as [`Manifest::describe`] says it.
     pub load: String,
-    /// When it claimed the target: the clock of the machine that did, in nanoseconds.
+    /// When it was written: the clock of the machine that did, in nanoseconds.
     pub time: Nanos,
+    /// Until when the load says it is writing: it renews the claim before then while it runs,
+    /// and writes one with no lease (`lease_until == time`) when it stops.
+    pub lease_until: Nanos,
+}
+
+impl Claim {
+    /// Whether the load that wrote this claim, its latest, was writing at `now`.
+    pub fn is_live(&self, now: Nanos) -> bool {
+        self.lease_until > now
+    }
 }
 
 impl fmt::Display for Claim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let time = DateTime::<Utc>::from_timestamp_nanos(self.time);
-        write!(
-            f,
-            "{}, claimed {}",
-            self.load,
-            time.to_rfc3339_opts(SecondsFormat::Millis, true)
-        )
+        let at = |t: Nanos| {
+            DateTime::<Utc>::from_timestamp_nanos(t).to_rfc3339_opts(SecondsFormat::Millis, true)
+        };
+        write!(f, "{}, claimed {}", self.load, at(self.time))?;
+        if self.lease_until > self.time {
+            write!(f, ", writing until at least {}", at(self.lease_until))?;
+        }
+        Ok(())
     }
+}
+
+/// The latest claim of each load other than `fingerprint`'s whose lease had not run out at
+/// `now`: the loads writing the target.
+pub fn live_claims(claims: &[Claim], fingerprint: &str, now: Nanos) -> Vec<Claim> {
+    let mut latest: Vec<&Claim> = Vec::new();
+    for claim in claims.iter().filter(|c| c.fingerprint != fingerprint) {
+        match latest
+            .iter_mut()
+            .find(|c| c.fingerprint == claim.fingerprint)
+        {
+            Some(seen) if seen.time < claim.time => *seen = claim,
+            Some(_) => {}
+            None => latest.push(claim),
+        }
+    }
+    latest
+        .into_iter()
+        .filter(|c| c.is_live(now))
+        .cloned()
+        .collect()
 }
 
 /// Every claim in `config`'s target, read in its query language, oldest first.
@@ -107,6 +140,36 @@ fn every_shard_done(done: &[(u32, u32)]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_load_writes_while_its_latest_claim_is_leased() {
+        use super::{Claim, live_claims};
+        let claim = |fingerprint: &str, time, lease_until| Claim {
+            fingerprint: fingerprint.into(),
+            load: format!("load {fingerprint}"),
+            time,
+            lease_until,
+        };
+        let claims = [
+            claim("a", 10, 100),
+            claim("a", 20, 20), // a ended: its latest claim has no lease
+            claim("b", 5, 50),
+            claim("b", 40, 140), // b renewed
+            claim("c", 30, 60),  // c died: its lease runs out at 60
+            claim("ours", 35, 1_000),
+        ];
+        let live = |now| -> Vec<String> {
+            live_claims(&claims, "ours", now)
+                .into_iter()
+                .map(|c| c.fingerprint)
+                .collect()
+        };
+        assert_eq!(live(45), ["b", "c"]);
+        assert_eq!(live(60), ["b"]);
+        assert_eq!(live(140), Vec::<String>::new());
+        assert!(claims[3].to_string().contains("writing until at least"));
+        assert!(!claims[1].to_string().contains("writing until"));
+    }
+
     #[test]
     fn a_sharded_load_is_complete_when_all_shards_of_one_count_are() {
         use super::every_shard_done as done;
