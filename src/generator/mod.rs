@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::{self, Session};
 use crate::model::{NANOS_PER_MINUTE, Symbol, TimeResolution, TradeColumns};
 pub use profiles::Profile;
-pub use sizes::{SizeTable, band as size_band};
+pub use sizes::SizeTable;
 
 /// Bumped whenever a change alters generated trades, so stored loads can tell.
 pub const GENERATOR_VERSION: u32 = 2;
