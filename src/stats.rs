@@ -145,15 +145,16 @@ pub struct SessionBars {
 }
 
 impl SessionBars {
-    /// Cuts one session's 1-minute candles (sorted, all inside the session) into bars of
-    /// `minutes`. None when the session has no trade.
+    /// Cuts one session's 1-minute candles (sorted by time; any outside the session are
+    /// ignored) into bars of `minutes`. None when the session has no trade.
     pub fn from_minutes(candles: &[Candle], session: &Session, minutes: i64) -> Option<Self> {
-        let first = candles.first()?;
-        let width = minutes * NANOS_PER_MINUTE;
+        let inside = || candles.iter().filter(|c| session.contains(c.time));
+        let first = inside().next()?;
+        let width = minutes.max(1) * NANOS_PER_MINUTE;
         let bars = ((session.duration() + width - 1) / width) as usize;
         let mut closes = vec![f64::NAN; bars];
         let mut volumes = vec![0u64; bars];
-        for c in candles {
+        for c in inside() {
             let i = (((c.time - session.open) / width) as usize).min(bars - 1);
             closes[i] = c.close as f64 / 100.0;
             volumes[i] += c.volume;
@@ -191,8 +192,8 @@ impl SessionBars {
     }
 }
 
-/// The intraday U shape: volume of the first and of the last `edge` bars of full sessions,
-/// each over the volume of as many bars in the middle of the session.
+/// The intraday U shape: volume of the first and of the last `edge` bars of each session at
+/// least `3 · edge` bars long, each over the volume of as many bars in its middle.
 pub fn u_shape_ratios(sessions: &[SessionBars], edge: usize) -> (f64, f64) {
     let (mut first, mut middle, mut last) = (0u64, 0u64, 0u64);
     for s in sessions {
@@ -258,9 +259,11 @@ mod tests {
         };
         let bars = SessionBars::from_minutes(
             &[
+                candle(-1, 1, 1, 1),
                 candle(0, 100, 100, 5),
                 candle(12, 110, 121, 7),
                 candle(389, 121, 110, 9),
+                candle(390, 1, 1, 1),
             ],
             &session,
             5,
