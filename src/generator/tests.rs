@@ -456,9 +456,19 @@ fn the_default_load_splits_share_volume_as_2024_did() {
     let mut trades = TradeColumns::default();
     for (s, sp) in plan.symbols().iter().enumerate() {
         trades.clear();
+        let mut closes = vec![sp.profile.start_price];
         for d in 0..plan.sessions().len() {
             plan.generate(s, d, &mut trades);
+            closes.push(*trades.prices.last().unwrap() as f64 / 100.0);
         }
+        // The tape's daily closes are the anchors' up to a spread and the last minute's drift.
+        let tape = stats::realised_vol(&stats::log_returns(&closes), 252.0);
+        let anchors = stats::realised_vol(&daily_returns(sp), 252.0);
+        assert!(
+            (tape / anchors - 1.0).abs() < 0.03,
+            "{} {tape} vs {anchors}",
+            sp.symbol
+        );
         volumes.push(trades.amounts.iter().map(|a| *a as u64).sum::<u64>());
         counts.push(trades.len() as u64);
         let odd = stats::odd_lot_share(&trades.amounts);
