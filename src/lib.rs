@@ -11,6 +11,7 @@
 //! - [`ingest`]: one [`ingest::LoadSpec`] into either store through [`ingest::run`],
 //!   resumable; progress reporting; loads as background jobs.
 //! - [`query`]: candles and trades over any store.
+//! - [`stats`]: realism statistics of a tape (volatility, tails, autocorrelations, sizes).
 //! - [`verify`]: exact check of a stored load against the generator.
 //! - [`api`]: the HTTP server (`ohlcv serve`), its metrics and OpenAPI document.
 //! - [`format`](mod@format): csv, JSON and table output shared by the CLI and the API.
@@ -29,6 +30,7 @@ pub mod ingest;
 pub mod model;
 pub mod query;
 pub mod secret;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod verify;

@@ -3,13 +3,15 @@
 //! A load is cut into chunks, one per (symbol, session). Generating works in two levels:
 //!
 //! 1. The [`MarketPlan`], computed once and cheaply: per symbol, a daily anchor path (each
-//!    session's open and close, with GARCH(1,1) volatility clustering, overnight gaps and
-//!    occasional jumps) and an activity level per session; from those, the exact number of
-//!    trades of every chunk (summing to exactly the requested N) and its first trade id.
+//!    session's open and close, with GJR-GARCH(1,1) volatility, heavy-tailed innovations,
+//!    overnight gaps and earnings jumps) and an activity level per session; from those, the
+//!    exact number of trades of every chunk (summing to exactly the requested N) and its first
+//!    trade id.
 //! 2. A chunk's trades, from a random stream keyed by (seed, symbol, date) alone: an intraday
 //!    minute path bridged from the session's open anchor to its close anchor, U-shaped and
-//!    clustered arrival counts per minute, arrival times inside each minute, and per trade a
-//!    Brownian-bridge efficient price, a bid/ask bounce, a persistent side and a size.
+//!    persistent activity (which is also the minute's share of variance), arrival times inside
+//!    each minute, and per trade a Brownian-bridge efficient price, a quote centred on it, a
+//!    persistent side and a size.
 //!
 //! So any chunk can be generated alone, in any order, on any thread or machine, and equals
 //! what a full sequential run produces. The model and its sources: `docs/GENERATOR.md`.
@@ -30,7 +32,7 @@ pub use profiles::Profile;
 pub use sizes::SizeTable;
 
 /// Bumped whenever a change alters generated trades, so stored loads can tell.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// Loads whose busiest chunk has at most this many trades get microsecond timestamps. Even a
 /// minute 40 times busier than the session's average then uses well under the minute's 60
@@ -85,19 +87,29 @@ impl Default for GeneratorConfig {
     }
 }
 
-// Daily model. Variance is split between the overnight gap and the session.
-const GARCH_ALPHA: f64 = 0.08;
-const GARCH_BETA: f64 = 0.90;
+// Daily model: GJR-GARCH(1,1) (Glosten, Jagannathan and Runkle 1993) on the diffusive part of
+// the daily return, falls adding GJR_GAMMA more than rises. Persistence α + γ/2 + β = 0.97,
+// and the fourth moment stays finite with the innovations below.
+const GJR_ALPHA: f64 = 0.02;
+const GJR_GAMMA: f64 = 0.12;
+const GJR_BETA: f64 = 0.89;
+/// Innovations are Student-t (Bollerslev 1987) with this many degrees of freedom, drawn as a
+/// normal times a scale `sqrt((ν−2)/χ²_ν)` of mean square 1.
+const T_DOF: usize = 6;
 const OVERNIGHT_VAR_SHARE: f64 = 0.2;
-const OVERNIGHT_JUMP_PROB: f64 = 0.02;
-const OVERNIGHT_JUMP_SD: f64 = 0.04;
-const DAILY_ACTIVITY_AR: f64 = 0.6;
-const DAILY_ACTIVITY_SD: f64 = 0.3;
-// Intraday model.
-const MINUTE_ACTIVITY_AR: f64 = 0.9;
-const MINUTE_ACTIVITY_SD: f64 = 0.25;
+/// Earnings: about four a year, each a jump of EARNINGS_SCALE daily standard deviations.
+const EARNINGS_PROB: f64 = 4.0 / 252.0;
+const EARNINGS_SCALE: f64 = 3.0;
+const DAILY_ACTIVITY_AR: f64 = 0.7;
+const DAILY_ACTIVITY_SD: f64 = 0.25;
+// Intraday model: activity (and variance) is the U shape times a slow factor that persists
+// for tens of minutes and a fast one that does not.
+const SLOW_AR: f64 = 0.98;
+const SLOW_SD: f64 = 0.7;
+const FAST_AR: f64 = 0.5;
+const FAST_SD: f64 = 0.3;
 const MINUTE_JUMP_PROB: f64 = 0.002;
-const MINUTE_JUMP_SCALE: f64 = 6.0;
+const MINUTE_JUMP_SCALE: f64 = 8.0;
 const SIDE_PERSISTENCE: f64 = 0.65;
 const INSIDE_SPREAD_PROB: f64 = 0.10;
 
@@ -115,7 +127,8 @@ pub struct ChunkPlan {
     /// Anchor prices in dollars.
     pub open: f64,
     pub close: f64,
-    /// Variance of the session's log return.
+    /// Variance of the session's log return, given the day's Student-t scale: the intraday
+    /// path is drawn with it, so bridging it onto the close anchor adds no drift.
     pub session_var: f64,
 }
 
@@ -123,6 +136,8 @@ pub struct ChunkPlan {
 pub struct SymbolPlan {
     pub symbol: Symbol,
     pub profile: Profile,
+    /// Expected shares per trade of the symbol's size table.
+    pub mean_size: f64,
     /// One per session of the plan, in session order.
     pub chunks: Vec<ChunkPlan>,
 }
@@ -133,7 +148,9 @@ pub struct MarketPlan {
     config: GeneratorConfig,
     sessions: Vec<Session>,
     symbols: Vec<SymbolPlan>,
-    sizes: SizeTable,
+    /// Size tables, one per price band in use, and each symbol's index into them.
+    sizes: Vec<SizeTable>,
+    symbol_sizes: Vec<usize>,
     resolution: TimeResolution,
 }
 
@@ -184,12 +201,37 @@ impl MarketPlan {
 
         let mut symbols = Vec::with_capacity(config.symbols.len());
         let mut weights = Vec::with_capacity(config.symbols.len() * sessions.len());
+        let mut bands: Vec<i32> = Vec::new();
+        let mut sizes: Vec<SizeTable> = Vec::new();
+        let mut symbol_sizes = Vec::with_capacity(config.symbols.len());
         for symbol in &config.symbols {
             let profile = Profile::for_symbol(symbol);
+            let band = sizes::band(profile.start_price);
+            let table = match bands.iter().position(|b| *b == band) {
+                Some(i) => i,
+                None => {
+                    bands.push(band);
+                    sizes.push(SizeTable::for_band(band));
+                    sizes.len() - 1
+                }
+            };
+            symbol_sizes.push(table);
+            let mean_size = sizes[table].mean();
+            // Trades a session, so that share volumes stand as the profiles' volumes do.
+            let trades_per_day = profile.adv_millions * 1e6 / mean_size;
+            let from = weights.len();
             let chunks = daily_path(config.seed, symbol, &profile, &sessions, &mut weights);
+            // Scale the symbol's session weights to sum to its trades: the split between
+            // symbols is then exact, whatever each path's busy and quiet days.
+            let days: f64 = sessions.iter().map(session_length).sum();
+            let sum: f64 = weights[from..].iter().sum();
+            for w in &mut weights[from..] {
+                *w *= trades_per_day * days / sum;
+            }
             symbols.push(SymbolPlan {
                 symbol: symbol.clone(),
                 profile,
+                mean_size,
                 chunks,
             });
         }
@@ -219,7 +261,8 @@ impl MarketPlan {
             config,
             sessions,
             symbols,
-            sizes: SizeTable::new(),
+            sizes,
+            symbol_sizes,
             resolution,
         })
     }
@@ -263,7 +306,7 @@ impl MarketPlan {
         );
         ChunkTrades::new(
             rng,
-            &self.sizes,
+            &self.sizes[self.symbol_sizes[symbol]],
             self.resolution.nanos(),
             s,
             &plan.chunks[session],
@@ -271,7 +314,33 @@ impl MarketPlan {
     }
 }
 
+/// A session's length as a fraction of a full 390-minute session.
+fn session_length(s: &Session) -> f64 {
+    s.duration() as f64 / (390 * NANOS_PER_MINUTE) as f64
+}
+
+/// A Student-t scale: `sqrt((ν−2)/χ²_ν)`, so that a standard normal times it is a Student-t
+/// of unit variance.
+fn t_scale(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    let chi2: f64 = (0..T_DOF)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(&mut *rng);
+            z * z
+        })
+        .sum();
+    libm::sqrt((T_DOF as f64 - 2.0) / chi2)
+}
+
 /// Walks one symbol's daily anchors; pushes each session's activity weight to `weights`.
+///
+/// A day's log return from close to close is `gap + session`: a diffusive part with variance
+/// `h` (the GJR-GARCH state) split 20/80 between the overnight gap and the session, both
+/// normals times the same Student-t scale `w` (so their sum is Student-t, and neither
+/// predicts the other), plus on earnings days a normal jump in the gap. Given `w`, each part
+/// is normal and carries the drift −var/2 that makes exp(return) mean 1, so prices are
+/// martingales from close to close; the mean log return is −σ²/2 since E[w²] = 1. Earnings
+/// dates are known in advance, so their jump's drift applies on the day. The long-run `h` is
+/// what the profile's volatility leaves after the earnings jumps' share: the total matches.
 fn daily_path(
     seed: u64,
     symbol: &Symbol,
@@ -280,35 +349,51 @@ fn daily_path(
     weights: &mut Vec<f64>,
 ) -> Vec<ChunkPlan> {
     let mut rng = seeds::rng(seed, symbol, seeds::Stream::Daily);
-    let long_run_var = profile.annual_vol * profile.annual_vol / 252.0;
-    let omega = long_run_var * (1.0 - GARCH_ALPHA - GARCH_BETA);
-    let mut var = long_run_var;
+    let total_var = profile.annual_vol * profile.annual_vol / 252.0;
+    let jump_var = EARNINGS_SCALE * EARNINGS_SCALE * total_var;
+    let long_run = total_var - EARNINGS_PROB * jump_var;
+    let omega = long_run * (1.0 - GJR_ALPHA - GJR_GAMMA / 2.0 - GJR_BETA);
+    let mut h = long_run;
     let mut price = profile.start_price;
     let mut activity = 0.0;
-    let full_session = 390.0 * NANOS_PER_MINUTE as f64;
     sessions
         .iter()
         .map(|s| {
+            let scale = t_scale(&mut rng);
             let z_gap: f64 = StandardNormal.sample(&mut rng);
             let z_day: f64 = StandardNormal.sample(&mut rng);
             let z_jump: f64 = StandardNormal.sample(&mut rng);
             let z_act: f64 = StandardNormal.sample(&mut rng);
-            let u_jump = unit(rng.next_u64());
-            let mut gap = (OVERNIGHT_VAR_SHARE * var).sqrt() * z_gap;
-            if u_jump < OVERNIGHT_JUMP_PROB {
-                gap += OVERNIGHT_JUMP_SD * z_jump;
-            }
-            let length = s.duration() as f64 / full_session;
-            let session_var = (1.0 - OVERNIGHT_VAR_SHARE) * var * length;
-            let day_return = session_var.sqrt() * z_day - 0.5 * session_var;
+            let earnings = unit(rng.next_u64()) < EARNINGS_PROB;
+            let length = session_length(s);
+            // The day's expected diffusive variance, and the variances given its scale.
+            let diffusive_var = h * (OVERNIGHT_VAR_SHARE + (1.0 - OVERNIGHT_VAR_SHARE) * length);
+            let gap_var = OVERNIGHT_VAR_SHARE * h * scale * scale;
+            let session_var = (1.0 - OVERNIGHT_VAR_SHARE) * h * length * scale * scale;
+            let gap_diffusive = gap_var.sqrt() * z_gap;
+            let session_diffusive = session_var.sqrt() * z_day;
+            let (jump, jump_var_today) = if earnings {
+                (jump_var.sqrt() * z_jump, jump_var)
+            } else {
+                (0.0, 0.0)
+            };
+            let gap = gap_diffusive + jump - 0.5 * (gap_var + jump_var_today);
+            let day_return = session_diffusive - 0.5 * session_var;
             let open = price * libm::exp(gap);
             let close = open * libm::exp(day_return);
-            let total = gap + day_return;
+            let shock = gap_diffusive + session_diffusive;
             activity = DAILY_ACTIVITY_AR * activity + DAILY_ACTIVITY_SD * z_act;
-            // Busy days are volatile days: activity rises with the size of the move.
-            let surprise = total.abs() / long_run_var.sqrt();
-            weights.push(profile.activity * length * libm::exp(activity) * (0.7 + 0.3 * surprise));
-            var = omega + GARCH_ALPHA * total * total + GARCH_BETA * var;
+            // Volume rises with the day's expected variance and with its surprise (the move
+            // against its diffusive standard deviation, 1 on average): volatile days, and
+            // earnings days above all, are busy days.
+            let surprise = (shock + jump).abs() / diffusive_var.sqrt() * SQRT_HALF_PI;
+            weights.push(
+                length * libm::exp(activity) * (h / long_run).sqrt() * (0.7 + 0.3 * surprise),
+            );
+            // The GJR update, on the day's diffusive shock restated as a full day's.
+            let full_day = shock * shock * h / diffusive_var;
+            let asymmetry = if shock < 0.0 { GJR_GAMMA } else { 0.0 };
+            h = omega + (GJR_ALPHA + asymmetry) * full_day + GJR_BETA * h;
             price = close;
             ChunkPlan {
                 count: 0,
@@ -319,6 +404,34 @@ fn daily_path(
             }
         })
         .collect()
+}
+
+/// 1 / E|z| for a standard normal z.
+const SQRT_HALF_PI: f64 = 1.253_314_137_315_500_3;
+
+/// The quoted spread in whole cents at a price in dollars: one tick up to $375, then about
+/// 0.4 basis points (2 cents at $500).
+#[inline]
+fn spread_cents(price: f64) -> i64 {
+    ((price / 250.0).round() as i64).max(1)
+}
+
+/// The bid, in cents, of a `spread`-cent quote centred on the efficient price `mid` (cents):
+/// the quote's midpoint `bid + spread/2` is the grid point nearest `mid` (whole cents for an
+/// even spread, half cents for an odd one), so it is off by at most half a cent and by
+/// nothing on average.
+#[inline]
+fn bid_cents(mid: f64, spread: i64) -> i64 {
+    (mid - spread as f64 / 2.0 + 0.5).floor() as i64
+}
+
+/// A print strictly inside a spread of at least 2 cents: the quote's midpoint when the spread
+/// is even; when it is odd the midpoint is a half cent, which whole-cent prices cannot show,
+/// so the print takes one of the two cents around it, each with probability ½ (`up`): right
+/// on average.
+#[inline]
+fn inside_print(bid: i64, spread: i64, up: bool) -> i64 {
+    bid + spread / 2 + (spread & 1 & up as i64)
 }
 
 /// A uniform in [0, 1) from the top 53 bits.
@@ -355,25 +468,37 @@ impl<'a> ChunkTrades<'a> {
     ) -> Self {
         let minutes = (session.duration() / NANOS_PER_MINUTE) as usize;
 
-        // Minute activity (also the minute's share of variance: volume and volatility move
-        // together), a clustered AR(1) in logs on top of the U shape.
+        // Minute activity, also the minute's share of variance (volume and volatility move
+        // together: Clark 1973): the U shape times two AR(1) factors in logs, a slow one
+        // that starts the session from its stationary law and clusters volatility over tens
+        // of minutes, and a fast one.
         let mut activity = Vec::with_capacity(minutes);
-        let mut level = 0.0;
+        let z0: f64 = StandardNormal.sample(&mut rng);
+        let mut slow = SLOW_SD * z0;
+        let mut fast = 0.0;
+        let slow_step = SLOW_SD * (1.0 - SLOW_AR * SLOW_AR).sqrt();
+        let fast_step = FAST_SD * (1.0 - FAST_AR * FAST_AR).sqrt();
         for m in 0..minutes {
-            let z: f64 = StandardNormal.sample(&mut rng);
-            level = MINUTE_ACTIVITY_AR * level + MINUTE_ACTIVITY_SD * z;
-            activity.push(u_shape((m as f64 + 0.5) / minutes as f64) * libm::exp(level));
+            let zs: f64 = StandardNormal.sample(&mut rng);
+            let zf: f64 = StandardNormal.sample(&mut rng);
+            slow = SLOW_AR * slow + slow_step * zs;
+            fast = FAST_AR * fast + fast_step * zf;
+            activity.push(u_shape((m as f64 + 0.5) / minutes as f64) * libm::exp(slow + fast));
         }
         let total_activity: f64 = activity.iter().sum();
 
         // Minute path of log prices with rare jumps, then a bridge onto the close anchor,
-        // spreading the correction in proportion to each minute's variance.
+        // spreading the correction in proportion to each minute's variance. The diffusion
+        // leaves room for the jumps' variance, so the session's realised variance is its
+        // planned variance, not more.
+        let jump_share = MINUTE_JUMP_PROB * MINUTE_JUMP_SCALE * MINUTE_JUMP_SCALE;
+        let diffusion_var = chunk.session_var / (1.0 + jump_share);
         let mut path = Vec::with_capacity(minutes + 1);
         let mut minute_sd = Vec::with_capacity(minutes);
         let mut log_price = 0.0;
         path.push(0.0);
         for a in &activity {
-            let sd = (chunk.session_var * a / total_activity).sqrt();
+            let sd = (diffusion_var * a / total_activity).sqrt();
             let z: f64 = StandardNormal.sample(&mut rng);
             log_price += sd * z;
             if unit(rng.next_u64()) < MINUTE_JUMP_PROB {
@@ -440,7 +565,7 @@ impl<'a> ChunkTrades<'a> {
         }
         let units = NANOS_PER_MINUTE / self.unit_ns;
         let side_keep = (SIDE_PERSISTENCE * 4_294_967_296.0) as u64;
-        let inside = (INSIDE_SPREAD_PROB * 4_294_967_296.0) as u64;
+        let inside = (INSIDE_SPREAD_PROB * 2_147_483_648.0) as u64;
         let rng = &mut self.rng;
         out.reserve(k);
         // Sorted uniform arrival times from normalised exponential spacings; the `+ j` makes
@@ -452,7 +577,7 @@ impl<'a> ChunkTrades<'a> {
         let minute_start = self.open + m as i64 * NANOS_PER_MINUTE;
         let (from, to) = (self.anchors[m], self.anchors[m + 1]);
         let sd = from * self.minute_sd[m];
-        let spread = (from / 250.0).round().max(1.0);
+        let spread = spread_cents(from);
         let mut efficient = from;
         let mut elapsed = 0.0f64;
         let mut cum = 0.0;
@@ -468,22 +593,25 @@ impl<'a> ChunkTrades<'a> {
                 + sd * (dt * (1.0 - tau) / remaining).max(0.0).sqrt() * z;
             elapsed = tau;
 
+            // One draw: the low 32 bits for the side, bit 32 for rounding an odd spread's
+            // midpoint, the top 31 bits for printing inside the spread.
             let r = rng.next_u64();
             if (r & 0xFFFF_FFFF) >= side_keep {
                 self.buy = !self.buy;
             }
-            let mid = efficient * 100.0;
-            let price = if (r >> 32) < inside {
-                mid.round()
+            let bid = bid_cents(efficient * 100.0, spread);
+            let price = if spread >= 2 && (r >> 33) < inside {
+                inside_print(bid, spread, (r >> 32) & 1 == 1)
+            } else if self.buy {
+                bid + spread
             } else {
-                let bid = (mid - spread / 2.0).floor();
-                if self.buy { bid + spread } else { bid }
+                bid
             };
             let amount = self.sizes.sample(rng);
             out.push(
                 minute_start + position * self.unit_ns,
                 self.trade_id,
-                (price as i64).max(1),
+                price.max(1),
                 amount,
                 self.buy,
             );
