@@ -1,30 +1,33 @@
 #!/usr/bin/env bash
-# Throughput, latency and memory of `ohlcv serve` on the embedded store: wrk with 64
-# connections against GET /api/v1/candles for 1m candles of a day, 1d candles of the year and
-# 1s candles of a day, each warmed by one request, then measured in 3 runs of 10 s.
-# Usage: bash scripts/bench-api.sh [data dir holding a load, default ./data; loaded if empty]
+# Compares `ohlcv serve` builds on the read path: each serves the same data directory in turn,
+# twice over, and wrk measures two candle queries for 10 s each (2 threads, 64 connections).
+#
+#   scripts/bench-api.sh DATA_DIR BIN_DIR[:VAR=VALUE,...] ...
+#
+# BIN_DIR holds an `ohlcv` binary; the optional VAR=VALUE list is its environment, e.g.
+# `target/release:OHLCV_API_TOKEN=t,OHLCV_AUTH=all` (wrk sends `Authorization: Bearer t`).
+# Load DATA_DIR first, e.g. `ohlcv --data-dir /tmp/bd load` (the 300 M default).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-data=${1:-./data}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -q
-bin=$PWD/target/release/ohlcv
-[ -f "$data/manifest.json" ] || "$bin" --data-dir "$data" load
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RUST_LOG=warn "$bin" --data-dir "$data" serve --port "$port" 2>/dev/null &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.1; done
-rss() { awk -v f="$1" '$1 == f {print $2 / 1024 " MiB"}' /proc/$pid/status; }
-echo "idle RSS $(rss VmRSS:)"
-base="http://127.0.0.1:$port/api/v1/candles?symbol=AAPL"
-for q in "interval=1m&start=2024-03-11&end=2024-03-12" \
-         "interval=1d&start=2024-01-01&end=2025-01-01" \
-         "interval=1s&start=2024-03-11&end=2024-03-12"; do
-    curl -sf "$base&$q" >/dev/null
-    for run in 1 2 3; do
-        echo "== $q run $run"
-        wrk -t2 -c64 -d10s --latency "$base&$q" | grep -E "Requests/sec|  50%|  99%|Non-2xx|Socket errors"
+data=$1
+shift
+for round in 1 2; do
+    for variant in "$@"; do
+        dir=${variant%%:*}
+        extra=""
+        [ "$variant" = "$dir" ] || extra=${variant#*:}
+        port=$((20000 + RANDOM % 10000))
+        # shellcheck disable=SC2086 # the list is split into VAR=VALUE words on purpose
+        env ${extra//,/ } "$dir/ohlcv" --data-dir "$data" serve --port "$port" 2>/dev/null &
+        pid=$!
+        until curl -s -o /dev/null "http://127.0.0.1:$port/health"; do sleep 0.1; done
+        for q in "interval=1m&start=2024-03-11&end=2024-03-12" "interval=1d&start=2024-01-01&end=2025-01-01"; do
+            url="http://127.0.0.1:$port/api/v1/candles?symbol=AAPL&$q"
+            curl -s -o /dev/null -H "Authorization: Bearer t" "$url"
+            result=$(wrk -t2 -c64 -d10s --latency -H "Authorization: Bearer t" "$url" |
+                awk '/Requests\/sec/ { rps = $2 } / 99%/ { p99 = $2 } END { print rps " req/s, p99 " p99 }')
+            echo "round $round  $variant  $q: $result"
+        done
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
     done
-    echo "RSS $(rss VmRSS:), peak $(rss VmHWM:)"
 done
