@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Raise these when coverage rises; never lower them.
-COVERAGE_FLOOR_LINES=92
-COVERAGE_FLOOR_FUNCTIONS=89
+COVERAGE_FLOOR_LINES=94
+COVERAGE_FLOOR_FUNCTIONS=91
 
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
