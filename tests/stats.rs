@@ -216,10 +216,10 @@ fn a_load_too_short_for_daily_figures_leaves_them_undefined() {
     assert!(String::from_utf8(csv).unwrap().contains(",,"));
 }
 
-/// The report reads only through the `Store` trait: a store that holds the same load answers
-/// the same numbers. Checked here with the embedded store behind a plain trait object.
+/// The report is a function of the stored load: two stores holding the same load, one behind
+/// a trait object, report the same numbers whatever the worker threads' interleaving.
 #[test]
-fn the_report_depends_only_on_what_the_store_holds() {
+fn the_same_load_reports_the_same_numbers() {
     let config = common::small_config(20_000);
     let (_a, first) = common::embedded(&config);
     let (_b, second) = common::embedded(&config);
