@@ -238,6 +238,9 @@ pub enum Command {
     Trades(TradesArgs),
     /// Check the stored load against the generator; exit 0 only if everything matches.
     Verify(VerifyArgs),
+    /// Print the realism report of the stored load, per symbol: volatility, tails,
+    /// autocorrelations, leverage, volume shares, U shape, trade sizes, spread.
+    Stats(StatsArgs),
     /// InfluxDB administration.
     #[command(subcommand)]
     Influx(InfluxCommand),
@@ -505,6 +508,16 @@ pub struct VerifyArgs {
     /// Seed choosing the sample.
     #[arg(long, env = "OHLCV_VERIFY_SEED", default_value_t = 1)]
     pub sample_seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Comma-separated symbols of the load to report [default: all of them].
+    #[arg(long, env = "OHLCV_STATS_SYMBOLS", value_delimiter = ',')]
+    pub symbols: Option<Vec<Symbol>>,
+    /// table: one row per figure, one column per symbol; csv and json: one row per symbol.
+    #[arg(long, env = "OHLCV_FORMAT", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[cfg(test)]

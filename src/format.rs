@@ -364,14 +364,15 @@ pub fn write_trades(
     Ok(())
 }
 
-fn write_table<const N: usize>(
+/// Columns aligned to the right under `header`, two spaces apart.
+pub fn write_table<R: AsRef<[String]>>(
     out: &mut impl Write,
     header: &[&str],
-    rows: &[[String; N]],
+    rows: &[R],
 ) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
             *w = (*w).max(cell.len());
         }
     }
@@ -385,7 +386,11 @@ fn write_table<const N: usize>(
     };
     writeln!(out, "{}", line(header.to_vec()))?;
     for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+        writeln!(
+            out,
+            "{}",
+            line(row.as_ref().iter().map(String::as_str).collect())
+        )?;
     }
     Ok(())
 }

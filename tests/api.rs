@@ -226,13 +226,95 @@ fn invalid_parameters_get_problem_details() {
     }
 }
 
+#[test]
+fn stats_answer_the_librarys_numbers() {
+    let store = ohlcv::store::parquet::ParquetStore::new(server()._dir.path());
+    let want = serde_json::to_value(ohlcv::stats::report(&store, None).unwrap()).unwrap();
+    let r = get("/api/v1/stats");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let got: serde_json::Value = r.json().unwrap();
+    assert_eq!(got["load"], want["load"]);
+    assert_eq!(got["complete"], true);
+    let (got, want) = (
+        got["symbols"].as_array().unwrap(),
+        want["symbols"].as_array().unwrap(),
+    );
+    assert_eq!(got.len(), 3);
+    for (got, want) in got.iter().zip(want) {
+        let (got, want) = (got.as_object().unwrap(), want.as_object().unwrap());
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>()
+        );
+        for (key, value) in want {
+            // JSON text parsed back may differ from the f64 in the last ulp.
+            match (value.as_f64(), got[key].as_f64()) {
+                (Some(w), Some(g)) => {
+                    assert!((w - g).abs() <= 1e-12 * w.abs(), "{key}: {g} vs {w}")
+                }
+                _ => assert_eq!(&got[key], value, "{key}"),
+            }
+        }
+    }
+
+    // Some symbols: their rows of the whole report, in the order asked.
+    let some: serde_json::Value = get("/api/v1/stats?symbols=ZZ.B,AAPL").json().unwrap();
+    let names: Vec<&str> = some["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ZZ.B", "AAPL"]);
+    assert_eq!(
+        some["symbols"][1],
+        get("/api/v1/stats").json::<serde_json::Value>().unwrap()["symbols"][0]
+    );
+
+    let r = Client::new()
+        .get(format!("{}/api/v1/stats?symbols=MSFT", server().url))
+        .header("accept", "text/csv")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = r.text().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("symbol,sessions,trades,volume,volume_share,"));
+    assert!(lines[1].starts_with("MSFT,"));
+}
+
+#[test]
+fn stats_problems() {
+    for (path, code) in [
+        ("/api/v1/stats?symbols=aapl", "invalid_symbol"),
+        ("/api/v1/stats?symbols=", "invalid_symbol"),
+        ("/api/v1/stats?symbols=AAPL,,MSFT", "invalid_symbol"),
+        ("/api/v1/stats?symbols=AAPL,NVDA", "unknown_symbol"),
+    ] {
+        let (status, body) = problem(path);
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(body["code"], code, "{path}: {body}");
+        assert_eq!(body["param"], "symbols", "{path}: {body}");
+    }
+    let empty = start(tempfile::tempdir().unwrap());
+    let r = Client::new()
+        .get(format!("{}/api/v1/stats", empty.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(r.json::<serde_json::Value>().unwrap()["code"], "no_data");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Whatever arrives in the query string, the answer is never a server error.
     #[test]
     fn random_query_strings_never_produce_a_5xx(
-        path in prop_oneof![Just("/api/v1/candles"), Just("/api/v1/trades"), Just("/api/v1/symbols")],
+        path in prop_oneof![Just("/api/v1/candles"), Just("/api/v1/trades"), Just("/api/v1/symbols"), Just("/api/v1/stats")],
         query in "[a-z=&%0-9A-Z:+._/-]{0,80}",
         interval in prop_oneof![Just("1m"), Just("5s"), Just("1mo"), Just("x"), Just("")],
     ) {

@@ -214,6 +214,7 @@ fn the_openapi_document_lists_every_route_and_swagger_ui_is_served_locally() {
         ("/api/v1/symbols", "get"),
         ("/api/v1/candles", "get"),
         ("/api/v1/trades", "get"),
+        ("/api/v1/stats", "get"),
         ("/api/v1/ingestions", "post"),
         ("/api/v1/ingestions", "get"),
         ("/api/v1/ingestions/{id}", "get"),
@@ -256,6 +257,8 @@ fn the_openapi_document_lists_every_route_and_swagger_ui_is_served_locally() {
     for schema in [
         "CandlesPage",
         "TradesPage",
+        "StatsReport",
+        "SymbolStats",
         "JobStatus",
         "Problem",
         "SymbolList",

@@ -27,13 +27,14 @@ const PROTECTED: [(&str, &str); 5] = [
 ];
 
 /// Routes that only read.
-const READS: [&str; 12] = [
+const READS: [&str; 13] = [
     "/",
     "/ready",
     "/metrics",
     "/api/v1/symbols",
     "/api/v1/candles?symbol=AAPL&interval=1d&start=2024-03-01&end=2024-03-08",
     "/api/v1/trades?symbol=AAPL&start=2024-03-01&end=2024-03-08",
+    "/api/v1/stats",
     "/api/v1/ingestions",
     "/api/status",
     "/docs/",

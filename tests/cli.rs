@@ -142,6 +142,40 @@ fn load_query_verify_end_to_end() {
     );
     assert_eq!(stdout(&table).lines().count(), 2);
 
+    // The realism report: a table by default, csv and JSON one row per symbol.
+    let table = ohlcv(dir.path(), "stats");
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    assert!(text.starts_with("20000 trades, AAPL,MSFT,"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("realised_vol")),
+        "{text}"
+    );
+    let csv = stdout(&ohlcv(dir.path(), "stats --format csv"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert_eq!(
+        lines[0],
+        concat!(
+            "symbol,sessions,trades,volume,volume_share,trade_share,mean_size,realised_vol,",
+            "kurtosis_5m,kurtosis_30m,kurtosis_1d,kurtosis_5d,acf_5m,acf_abs_5m,acf_30m,acf_1d,",
+            "acf_abs_1d,leverage_1d,volume_vol_5m,volume_vol_1d,u_open,u_close,size_p10,size_p50,",
+            "size_p90,size_p99,odd_lot_share,roll_spread_cents,roll_spread_bps"
+        )
+    );
+    assert!(lines[1].starts_with("AAPL,20,") && lines[2].starts_with("MSFT,20,"));
+    let json = ohlcv(dir.path(), "stats --symbols MSFT --format json");
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["symbols"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["symbols"][0]["symbol"], "MSFT");
+    assert!(doc["symbols"][0]["realised_vol"].as_f64().unwrap() > 0.0);
+    let from_env = command(dir.path(), "stats --format csv")
+        .env("OHLCV_STATS_SYMBOLS", "MSFT")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&from_env).lines().count(), 2);
+
     let verify = ohlcv(dir.path(), "verify --sample 300");
     assert!(verify.status.success(), "{}", stdout(&verify));
     assert!(stdout(&verify).contains("OK"));
@@ -205,6 +239,9 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
         "candles --symbol AAPL --interval 1m --start 2024-03-01 --end 2024-03-02 --format xml",
         "trades --symbol AAPL --start 2024-03-01",
         "trades --symbol A;B --start 2024-03-01 --end 2024-03-02",
+        "stats --symbols aapl",
+        "stats --symbols AAPL,NVDA",
+        "stats --format xml",
         "frobnicate",
     ];
     for args in cases {
@@ -216,12 +253,14 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
     }
     // Reading an empty directory says what to do.
     let empty = tempfile::tempdir().unwrap();
-    let out = ohlcv(empty.path(), "verify");
-    assert!(
-        stderr(&out).contains("run `ohlcv load` first"),
-        "{}",
-        stderr(&out)
-    );
+    for args in ["verify", "stats"] {
+        let out = ohlcv(empty.path(), args);
+        assert!(
+            stderr(&out).contains("run `ohlcv load` first"),
+            "{args}: {}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

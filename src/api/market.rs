@@ -1,5 +1,9 @@
-//! Market data over HTTP: symbols, candles and trades of the stored load, every parameter
-//! validated into a problem document, pages as JSON (written by hand, exact prices) or csv.
+//! Market data over HTTP: symbols, candles and trades of the stored load, and its realism
+//! report; every parameter validated into a problem document, pages as JSON (written by hand,
+//! exact prices) or csv.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,6 +16,8 @@ use crate::format::{self, CandleJson, CandlesPage, Format, TradeJson, TradesPage
 use crate::generator::MarketPlan;
 use crate::model::{Nanos, Symbol, TradeColumns, format_time};
 use crate::query::{self, CandleQuery};
+use crate::stats::{self, StatsReport};
+use crate::store::{Manifest, Store};
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct SymbolList {
@@ -324,4 +330,100 @@ pub(super) async fn trades_handler(
         next_cursor,
     };
     Ok(json_response(page.to_json()))
+}
+
+/// Reports computed for the stored load, by the symbols asked for: a report reads every trade
+/// (seconds on a 300 M-trade load), and a stored load does not change until its manifest does.
+#[derive(Debug, Default)]
+pub(super) struct StatsCache {
+    manifest: Option<Manifest>,
+    reports: HashMap<Option<Vec<Symbol>>, Arc<StatsReport>>,
+}
+
+impl StatsCache {
+    /// Reports kept at most; a full cache is emptied, as the candle cache is.
+    const MAX_REPORTS: usize = 16;
+
+    fn report(
+        &mut self,
+        store: &dyn Store,
+        symbols: Option<Vec<Symbol>>,
+    ) -> Result<Arc<StatsReport>, Problem> {
+        let manifest = store.manifest().map_err(|e| Problem::from_store(&e))?;
+        if self.manifest.as_ref() != Some(&manifest) {
+            self.reports.clear();
+            self.manifest = Some(manifest);
+        }
+        if let Some(hit) = self.reports.get(&symbols) {
+            return Ok(hit.clone());
+        }
+        let report = Arc::new(
+            stats::report(store, symbols.as_deref()).map_err(|e| Problem::from_stats(&e))?,
+        );
+        if self.reports.len() >= Self::MAX_REPORTS {
+            self.reports.clear();
+        }
+        self.reports.insert(symbols, report.clone());
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsParams {
+    symbols: Option<String>,
+}
+
+/// The realism report of the stored load, one row per symbol: what `ohlcv stats --format
+/// json` prints (csv with `Accept: text/csv`). Computed from the stored candles and every
+/// stored trade on the first request after a load changes, then answered from memory.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "market data",
+    params(
+        ("symbols" = Option<String>, Query, description = "Comma-separated symbols of the load (default: all)", example = "AAPL,MSFT"),
+    ),
+    responses(
+        (status = 200, description = "The report (text/csv when asked for by Accept)", body = StatsReport),
+        (status = 400, description = "Invalid or unknown symbol", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn stats_handler(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let p: StatsParams = params(raw)?;
+    let symbols = p
+        .symbols
+        .map(|list| {
+            list.split(',')
+                .map(|s| {
+                    Symbol::new(s).map_err(|e| {
+                        Problem::bad_request("invalid_symbol", e.to_string(), "symbols")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    // One report at a time, waited for here rather than on a store slot. The guard moves into
+    // the computation, so a request that times out still leaves its report in the cache and no
+    // second computation starts meanwhile.
+    let cache = state.stats.clone().lock_owned().await;
+    let report = state
+        .call(move |store| {
+            let mut cache = cache;
+            cache.report(store, symbols)
+        })
+        .await?;
+    let format = if wants_csv(&headers) {
+        Format::Csv
+    } else {
+        Format::Json
+    };
+    let mut body = Vec::new();
+    report
+        .write(&mut body, format)
+        .map_err(|e| Problem::internal(&e))?;
+    Ok(match format {
+        Format::Csv => csv_response(body, None),
+        _ => json_response(body),
+    })
 }

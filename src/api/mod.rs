@@ -3,7 +3,7 @@
 //! validation of every parameter and `application/problem+json` errors.
 //!
 //! - here: the state, the router, request logs and ids, health, readiness, metrics, serving;
-//! - `market`: symbols, candles and trades;
+//! - `market`: symbols, candles, trades and the realism report (`/api/v1/stats`);
 //! - `ingestions`: loads as jobs;
 //! - `legacy`: the proof of concept's routes, answering as it did;
 //! - [`auth`]: the bearer token that guards loads (and, if asked, every route);
@@ -53,6 +53,8 @@ pub struct AppState {
     load_defaults: Arc<LoadSpec>,
     metrics: Arc<metrics::Metrics>,
     settings: Arc<Settings>,
+    /// `/api/v1/stats` reports of the stored load, computed one at a time.
+    stats: Arc<tokio::sync::Mutex<market::StatsCache>>,
 }
 
 /// How the server answers, beside what it loads.
@@ -92,6 +94,7 @@ impl AppState {
             jobs,
             load_defaults: Arc::new(load_defaults),
             settings: Arc::new(settings),
+            stats: Arc::default(),
         }
     }
 
@@ -124,12 +127,13 @@ impl AppState {
     info(title = "OHLCV", description = "Trades and OHLCV candles of a deterministic market, and the loads that store them."),
     paths(
         health, ready, metrics_handler, market::symbols, market::candles_handler, market::trades_handler,
+        market::stats_handler,
         ingestions::create, ingestions::list, ingestions::get_one, ingestions::cancel,
         legacy::status, legacy::start, legacy::stop, legacy::config,
     ),
     modifiers(&BearerToken),
     tags(
-        (name = "market data", description = "Symbols, candles and trades"),
+        (name = "market data", description = "Symbols, candles, trades and the load's statistics"),
         (name = "ingestions", description = "Loads as jobs"),
         (name = "legacy", description = "The proof of concept's API, kept for its users"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -173,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/symbols", get(market::symbols))
         .route("/api/v1/candles", get(market::candles_handler))
         .route("/api/v1/trades", get(market::trades_handler))
+        .route("/api/v1/stats", get(market::stats_handler))
         .route("/api/v1/ingestions", get(ingestions::list))
         .route("/api/v1/ingestions/{id}", get(ingestions::get_one))
         .route("/api/status", get(legacy::status));

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::query::QueryError;
+use crate::stats::StatsError;
 use crate::store::StoreError;
 use crate::telemetry;
 
@@ -114,6 +115,17 @@ impl Problem {
             QueryError::Store(s) => Self::from_store(s),
             // Parameters were validated before the query ran; anything left is ours.
             e => Self::internal(e),
+        }
+    }
+}
+
+impl Problem {
+    pub fn from_stats(e: &StatsError) -> Self {
+        match e {
+            StatsError::Store(s) => Self::from_store(s),
+            e @ StatsError::UnknownSymbol { .. } => {
+                Self::bad_request("unknown_symbol", e.to_string(), "symbols")
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use ohlcv::ingest::{self, BatchStats, Progress, Target};
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
 use ohlcv::store::influx;
-use ohlcv::{candles, format, telemetry, verify};
+use ohlcv::{candles, format, stats, telemetry, verify};
 
 fn main() -> ExitCode {
     let cli = match Cli::parse_with_legacy_env() {
@@ -99,6 +99,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Stats(args) => {
+            let store = cli.store.open(data_dir)?;
+            let report = stats::report(store.as_ref(), args.symbols.as_deref())?;
+            print(|out| report.write(out, args.format))
         }
         Command::Serve(args) => {
             let settings = Settings {

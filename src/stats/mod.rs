@@ -5,6 +5,14 @@
 //!
 //! Every estimator returns `NaN` when its input is too short or has no variance, rather than
 //! an error: a statistic over an empty tape is simply undefined.
+//!
+//! [`report`] puts them together over a stored load: `ohlcv stats` and `GET /api/v1/stats`.
+
+mod report;
+
+pub use report::{StatsError, StatsReport, SymbolStats, report};
+
+use std::collections::BTreeMap;
 
 use crate::calendar::Session;
 use crate::candles::Candle;
@@ -134,6 +142,128 @@ pub fn odd_lot_share(amounts: &[u32]) -> f64 {
     amounts.iter().filter(|a| **a < 100).count() as f64 / amounts.len() as f64
 }
 
+/// Trade sizes counted by value, so that percentiles and the odd-lot share of tens of millions
+/// of trades take memory in proportion to the distinct sizes, not to the trades. Its
+/// percentiles are [`size_percentiles`]'s, exactly.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SizeHistogram {
+    /// Counts of the sizes below [`SizeHistogram::DENSE`], by size: nearly every trade, counted
+    /// without a map lookup.
+    dense: Vec<u64>,
+    /// Counts of the larger sizes (blocks and the log-normal body's far tail).
+    sparse: BTreeMap<u32, u64>,
+    n: u64,
+}
+
+impl SizeHistogram {
+    const DENSE: usize = 4096;
+
+    pub fn push(&mut self, amounts: &[u32]) {
+        if self.dense.is_empty() {
+            self.dense = vec![0; Self::DENSE];
+        }
+        for &a in amounts {
+            match self.dense.get_mut(a as usize) {
+                Some(count) => *count += 1,
+                None => *self.sparse.entry(a).or_default() += 1,
+            }
+        }
+        self.n += amounts.len() as u64;
+    }
+
+    /// Trades counted.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Sizes and their counts, ascending.
+    fn counts(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        let dense = self.dense.iter().enumerate();
+        dense
+            .filter(|(_, c)| **c > 0)
+            .map(|(a, c)| (a as u32, *c))
+            .chain(self.sparse.iter().map(|(a, c)| (*a, *c)))
+    }
+
+    /// Percentiles (0-100), nearest rank as [`size_percentiles`]; 0 when empty.
+    pub fn percentiles(&self, percentiles: &[f64]) -> Vec<u32> {
+        percentiles
+            .iter()
+            .map(|p| {
+                let rank = ((p / 100.0 * self.n as f64).ceil() as u64).clamp(1, self.n.max(1));
+                let mut seen = 0;
+                self.counts()
+                    .find(|(_, c)| {
+                        seen += c;
+                        seen >= rank
+                    })
+                    .map_or(0, |(a, _)| a)
+            })
+            .collect()
+    }
+
+    /// [`odd_lot_share`] of the sizes counted.
+    pub fn odd_lot_share(&self) -> f64 {
+        let odd: u64 = self
+            .counts()
+            .take_while(|(a, _)| *a < 100)
+            .map(|(_, c)| c)
+            .sum();
+        odd as f64 / self.n as f64
+    }
+}
+
+/// Roll's (1984) effective spread, read back from trade prices alone: if prices bounce between
+/// bid and ask around an efficient price, consecutive price changes have covariance −s²/4, so
+/// `s = 2·sqrt(−cov(Δp[t−1], Δp[t]))`. Quotes are not stored, so this is the spread figure a
+/// tape allows. It assumes independent trade signs: with sign persistence ρ (the first-order
+/// autocorrelation of the side) the covariance is −(1−ρ)²·s²/4 and the estimate reads (1−ρ)·s.
+///
+/// Sums are exact integers (prices in cents), so the estimate does not depend on the order in
+/// which sessions are added.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RollSpread {
+    pairs: u64,
+    sum_product: i128,
+    sum_first: i128,
+    sum_second: i128,
+}
+
+impl RollSpread {
+    /// Adds the consecutive price changes of one run of trades. Call it once per session, so
+    /// that no pair of changes spans the overnight gap.
+    pub fn push_run(&mut self, prices: &[i64]) {
+        for w in prices.windows(3) {
+            let (first, second) = ((w[1] - w[0]) as i128, (w[2] - w[1]) as i128);
+            self.sum_product += first * second;
+            self.sum_first += first;
+            self.sum_second += second;
+        }
+        self.pairs += prices.len().saturating_sub(2) as u64;
+    }
+
+    /// cov(Δp[t−1], Δp[t]) over every pair added, in squared price units.
+    pub fn covariance(&self) -> f64 {
+        let n = self.pairs as f64;
+        (self.sum_product as f64 - self.sum_first as f64 * self.sum_second as f64 / n) / n
+    }
+
+    /// The spread in the prices' unit; NaN when the covariance is not negative (no bounce to
+    /// read a spread from) or nothing was added.
+    pub fn spread(&self) -> f64 {
+        let cov = self.covariance();
+        if cov < 0.0 {
+            2.0 * (-cov).sqrt()
+        } else {
+            f64::NAN
+        }
+    }
+}
+
 /// One session cut into equal bars of whole minutes from its open.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionBars {
@@ -241,6 +371,57 @@ mod tests {
         );
         assert_eq!(odd_lot_share(&sizes), 0.6);
         assert_eq!(shares(&[1, 3]), [0.25, 0.75]);
+    }
+
+    #[test]
+    fn the_histogram_gives_the_sorted_sizes_percentiles() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+        let ps = [0.0, 1.0, 10.0, 50.0, 90.0, 99.0, 99.9, 100.0];
+        for n in [1, 2, 7, 1000, 20_000] {
+            // Mostly small sizes, some far above the dense range.
+            let mut sizes: Vec<u32> = (0..n)
+                .map(|_| match rng.next_u32() % 10 {
+                    0 => 4000 + rng.next_u32() % 1_000_000,
+                    _ => 1 + rng.next_u32() % 600,
+                })
+                .collect();
+            let mut h = SizeHistogram::default();
+            for chunk in sizes.chunks(333) {
+                h.push(chunk);
+            }
+            assert_eq!(h.len(), n as u64);
+            assert_eq!(h.odd_lot_share(), odd_lot_share(&sizes), "n = {n}");
+            assert_eq!(
+                h.percentiles(&ps),
+                size_percentiles(&mut sizes, &ps),
+                "n = {n}"
+            );
+        }
+        let empty = SizeHistogram::default();
+        assert!(empty.is_empty() && empty.odd_lot_share().is_nan());
+        assert_eq!(empty.percentiles(&[50.0]), [0]);
+    }
+
+    #[test]
+    fn roll_reads_the_spread_of_a_bounce() {
+        // An efficient price of 1000 cents, trades alternating at bid 999 and ask 1001 at random:
+        // a 2-cent spread with independent signs.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
+        let mut roll = RollSpread::default();
+        for _ in 0..20 {
+            let prices: Vec<i64> = (0..5_000)
+                .map(|_| if rng.next_u32() & 1 == 1 { 1001 } else { 999 })
+                .collect();
+            roll.push_run(&prices);
+        }
+        assert!((roll.spread() - 2.0).abs() < 0.05, "{}", roll.spread());
+        // A trend without bounce has no negative covariance: no spread to read.
+        let mut trend = RollSpread::default();
+        trend.push_run(&(0..100).collect::<Vec<i64>>());
+        assert!(trend.spread().is_nan());
+        assert!(RollSpread::default().spread().is_nan());
     }
 
     #[test]
