@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use chrono_tz::Tz;
 use ohlcv::candles::{Bucketing, Candle, Fill, Interval, Unit};
+use ohlcv::generator;
 use ohlcv::model::{Nanos, Symbol, TradeColumns};
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
@@ -28,6 +29,7 @@ fn fixture() -> &'static Fixture {
         let config = common::small_config(300_000);
         common::load(dir.path(), &common::options(config.clone()));
         let store = ParquetStore::new(dir.path());
+        common::assert_crosses_stored(&store, &config);
         let trades = config
             .symbols
             .iter()
@@ -159,6 +161,22 @@ fn stored_minute_candles_equal_candles_from_trades() {
             stored.iter().map(|c| c.trades).sum::<u64>(),
             trades.len() as u64
         );
+        // A session's first minute opens at its opening cross's price and its last closes at
+        // its closing cross's: the crosses are bucketed by their instants, inside the session.
+        let config = common::small_config(300_000);
+        for session in ohlcv::calendar::sessions(config.start, config.end) {
+            let at = |t: Nanos| trades.prices[trades.times.binary_search(&t).unwrap()];
+            let minute = |t: Nanos| stored.iter().find(|c| c.time == t).unwrap();
+            let last_minute = session.close - ohlcv::model::NANOS_PER_MINUTE;
+            assert_eq!(
+                minute(session.open).open,
+                at(generator::opening_cross_time(&session))
+            );
+            assert_eq!(
+                minute(last_minute).close,
+                at(generator::closing_cross_time(&session))
+            );
+        }
     }
 }
 

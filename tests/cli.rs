@@ -161,7 +161,8 @@ fn load_query_verify_end_to_end() {
             "symbol,sessions,trades,volume,volume_share,trade_share,mean_size,realised_vol,",
             "kurtosis_5m,kurtosis_30m,kurtosis_1d,kurtosis_5d,acf_5m,acf_abs_5m,acf_30m,acf_1d,",
             "acf_abs_1d,leverage_1d,volume_vol_5m,volume_vol_1d,u_open,u_close,size_p10,size_p50,",
-            "size_p90,size_p99,odd_lot_share,roll_spread_cents,roll_spread_bps"
+            "size_p90,size_p99,odd_lot_share,roll_spread_cents,roll_spread_bps,open_auction_share,",
+            "close_auction_share"
         )
     );
     assert!(lines[1].starts_with("AAPL,20,") && lines[2].starts_with("MSFT,20,"));

@@ -4,6 +4,7 @@
 mod common;
 
 use ohlcv::format::Format;
+use ohlcv::generator;
 use ohlcv::model::Symbol;
 use ohlcv::stats::{self, RollSpread, StatsError, SymbolStats};
 use ohlcv::store::parquet::ParquetStore;
@@ -37,6 +38,8 @@ fn reals(row: &SymbolStats) -> Vec<(&'static str, Option<f64>)> {
         ("odd_lot_share", row.odd_lot_share),
         ("roll_spread_cents", row.roll_spread_cents),
         ("roll_spread_bps", row.roll_spread_bps),
+        ("open_auction_share", row.open_auction_share),
+        ("close_auction_share", row.close_auction_share),
     ]
 }
 
@@ -88,24 +91,45 @@ fn the_report_of_a_small_load_is_one_sane_row_per_symbol() {
             assert!(acf.unwrap().abs() <= 1.0, "{sym} {name}");
         }
 
-        // Brute force from every stored trade: counts, volume, sizes, spread.
+        // Brute force from every stored trade: counts, volume, auctions, sizes, spread. The
+        // crosses are each session's first and last trades, at their instants; sizes and the
+        // spread are of the continuous trades between them.
         let trades = store.trades(sym, i64::MIN / 2, i64::MAX / 2, None).unwrap();
         assert_eq!(row.trades, trades.len() as u64, "{sym}");
         let volume: u64 = trades.amounts.iter().map(|a| u64::from(*a)).sum();
         assert_eq!(row.volume, volume, "{sym}");
-        assert_eq!(odd, stats::odd_lot_share(&trades.amounts), "{sym}");
-        let mut sizes = trades.amounts.clone();
-        assert_eq!(
-            p.to_vec(),
-            stats::size_percentiles(&mut sizes, &[10.0, 50.0, 90.0, 99.0]),
-            "{sym}"
-        );
-        let mut roll = RollSpread::default();
+        let (mut roll, mut continuous, mut crossed) = (RollSpread::default(), Vec::new(), [0; 2]);
         for session in ohlcv::calendar::sessions(config.start, config.end) {
             let from = trades.times.partition_point(|t| *t < session.open);
             let to = trades.times.partition_point(|t| *t < session.close);
-            roll.push_run(&trades.prices[from..to]);
+            assert_eq!(trades.times[from], generator::opening_cross_time(&session));
+            assert_eq!(
+                trades.times[to - 1],
+                generator::closing_cross_time(&session)
+            );
+            crossed[0] += u64::from(trades.amounts[from]);
+            crossed[1] += u64::from(trades.amounts[to - 1]);
+            roll.push_run(&trades.prices[from + 1..to - 1]);
+            continuous.extend_from_slice(&trades.amounts[from + 1..to - 1]);
         }
+        let open = row.open_auction_share.unwrap();
+        let close = row.close_auction_share.unwrap();
+        assert_eq!(open, crossed[0] as f64 / volume as f64, "{sym}");
+        assert_eq!(close, crossed[1] as f64 / volume as f64, "{sym}");
+        assert!(
+            (0.005..0.03).contains(&open),
+            "{sym} opening crosses {open}"
+        );
+        assert!(
+            (0.05..0.12).contains(&close),
+            "{sym} closing crosses {close}"
+        );
+        assert_eq!(odd, stats::odd_lot_share(&continuous), "{sym}");
+        assert_eq!(
+            p.to_vec(),
+            stats::size_percentiles(&mut continuous, &[10.0, 50.0, 90.0, 99.0]),
+            "{sym}"
+        );
         assert_eq!(
             row.roll_spread_cents.unwrap_or(f64::NAN).to_bits(),
             roll.spread().to_bits(),

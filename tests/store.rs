@@ -38,6 +38,7 @@ fn round_trip_equals_the_generator() {
     let summary = common::load(dir.path(), &common::options(config.clone()));
     assert_eq!(summary.trades, 50_000);
     let store = ParquetStore::new(dir.path());
+    common::assert_crosses_stored(&store, &config);
     let plan = MarketPlan::new(config).unwrap();
     for (s, sp) in plan.symbols().iter().enumerate() {
         let mut want = TradeColumns::default();

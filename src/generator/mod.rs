@@ -11,7 +11,8 @@
 //!    minute path bridged from the session's open anchor to its close anchor, U-shaped and
 //!    persistent activity (which is also the minute's share of variance), arrival times inside
 //!    each minute, and per trade a Brownian-bridge efficient price, a quote centred on it, a
-//!    persistent side and a size.
+//!    persistent side and a size; an opening and a closing cross at the day's anchors frame
+//!    the session.
 //!
 //! So any chunk can be generated alone, in any order, on any thread or machine, and equals
 //! what a full sequential run produces. The model and its sources: `docs/GENERATOR.md`.
@@ -27,12 +28,12 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{self, Session};
-use crate::model::{NANOS_PER_MINUTE, Symbol, TimeResolution, TradeColumns};
+use crate::model::{NANOS_PER_MINUTE, Nanos, Symbol, TimeResolution, TradeColumns};
 pub use profiles::Profile;
 pub use sizes::SizeTable;
 
 /// Bumped whenever a change alters generated trades, so stored loads can tell.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 /// Loads whose busiest chunk has at most this many trades get microsecond timestamps. Even a
 /// minute 40 times busier than the session's average then uses well under the minute's 60
@@ -112,6 +113,30 @@ const MINUTE_JUMP_PROB: f64 = 0.002;
 const MINUTE_JUMP_SCALE: f64 = 8.0;
 const SIDE_PERSISTENCE: f64 = 0.65;
 const INSIDE_SPREAD_PROB: f64 = 0.10;
+// Auctions: each session opens and closes with a cross, sized as a share of the day's volume
+// that varies from day to day (a log-normal factor of mean 1). The closing auction was about
+// 9 % of US consolidated volume in 2024 (NYSE, Rosenblatt; docs/GENERATOR.md), the opening
+// one a small fraction of that.
+const OPEN_CROSS_SHARE: f64 = 0.015;
+const CLOSE_CROSS_SHARE: f64 = 0.08;
+const CROSS_SHARE_SD: f64 = 0.3;
+
+/// The closing cross is stamped this long before the session's (exclusive) close, so it falls
+/// inside the session and its last minute: every session-bounded reader, fill mode and
+/// partition takes it as it takes any trade. Continuous trading never uses this instant, nor
+/// the open's, so the crosses are the trades stamped at [`opening_cross_time`] and
+/// [`closing_cross_time`].
+pub const CLOSING_CROSS_BEFORE_CLOSE: Nanos = 1_000;
+
+/// When a session's opening cross is stamped: the open itself.
+pub fn opening_cross_time(session: &Session) -> Nanos {
+    session.open
+}
+
+/// When a session's closing cross is stamped: 1 µs before the close.
+pub fn closing_cross_time(session: &Session) -> Nanos {
+    session.close - CLOSING_CROSS_BEFORE_CLOSE
+}
 
 /// Intraday activity by fraction of the session elapsed: high at the open, a midday trough,
 /// a rise into the close (Wood, McInish and Ord 1985; Admati and Pfleiderer 1988).
@@ -122,11 +147,15 @@ fn u_shape(x: f64) -> f64 {
 /// The plan of one (symbol, session) chunk.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChunkPlan {
+    /// Trades of the chunk, its two crosses included.
     pub count: u64,
     pub first_trade_id: u64,
-    /// Anchor prices in dollars.
+    /// Anchor prices in dollars: the opening and closing crosses print at them.
     pub open: f64,
     pub close: f64,
+    /// The previous session's close anchor (the start price for the first session): the
+    /// opening cross's side is the direction of the overnight move.
+    pub previous_close: f64,
     /// Variance of the session's log return, given the day's Student-t scale: the intraday
     /// path is drawn with it, so bridging it onto the close anchor adds no drift.
     pub session_var: f64,
@@ -381,6 +410,7 @@ fn daily_path(
             let day_return = session_diffusive - 0.5 * session_var;
             let open = price * libm::exp(gap);
             let close = open * libm::exp(day_return);
+            let previous_close = price;
             let shock = gap_diffusive + session_diffusive;
             activity = DAILY_ACTIVITY_AR * activity + DAILY_ACTIVITY_SD * z_act;
             // Volume rises with the day's expected variance and with its surprise (the move
@@ -400,6 +430,7 @@ fn daily_path(
                 first_trade_id: 0,
                 open,
                 close,
+                previous_close,
                 session_var,
             }
         })
@@ -440,6 +471,15 @@ fn unit(r: u64) -> f64 {
     (r >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
+/// An auction print: one trade at one price for all the shares crossed.
+#[derive(Debug, Clone, Copy)]
+struct Cross {
+    time: Nanos,
+    price: i64,
+    amount: u32,
+    buy: bool,
+}
+
 /// The trades of one chunk, generated minute by minute. Created by
 /// [`MarketPlan::chunk_trades`]; the minute-level path is drawn up front (a few hundred
 /// values), the trades on demand.
@@ -448,10 +488,15 @@ pub struct ChunkTrades<'a> {
     sizes: &'a SizeTable,
     unit_ns: i64,
     open: i64,
-    /// Per minute: trades, and the efficient price at its start (one more, for the close).
+    /// Per minute: continuous trades, and the efficient price at its start (one more, for the
+    /// close).
     counts: Vec<u64>,
     anchors: Vec<f64>,
     minute_sd: Vec<f64>,
+    /// Printed with the first minute's trades, before them, and with the last minute's,
+    /// after them, so a minute's trades are never split between two `fill` calls.
+    opening: Option<Cross>,
+    closing: Option<Cross>,
     minute: usize,
     trade_id: u64,
     buy: bool,
@@ -521,14 +566,58 @@ impl<'a> ChunkTrades<'a> {
             })
             .collect();
 
+        // The crosses are trades of the chunk's count, so counts still sum to N: a chunk of
+        // one trade has only its closing cross (the day's close), of none neither.
+        let crosses = chunk.count.min(2);
+        let continuous = chunk.count - crosses;
         let mut counts = Vec::with_capacity(minutes);
-        apportion(chunk.count, &activity, &mut counts);
+        apportion(continuous, &activity, &mut counts);
         let units = NANOS_PER_MINUTE / unit_ns;
         assert!(
-            counts.iter().all(|k| (*k as i64) < units),
+            counts
+                .iter()
+                .all(|k| (*k as i64) < units - CLOSING_CROSS_BEFORE_CLOSE / unit_ns - 1),
             "a minute holds more trades than time steps; MICROSECOND_MAX_CHUNK is too high"
         );
         let buy = rng.next_u64() & 1 == 1;
+
+        // Each cross takes its share of the day's volume, the continuous volume expected from
+        // the count being the rest; its side is the direction of the move it prints (an
+        // auction has no aggressor; docs/GENERATOR.md).
+        let z_open: f64 = StandardNormal.sample(&mut rng);
+        let z_close: f64 = StandardNormal.sample(&mut rng);
+        let continuous_volume = continuous as f64 * sizes.mean();
+        let rest = 1.0 - OPEN_CROSS_SHARE - CLOSE_CROSS_SHARE;
+        let cross = |time, anchor: f64, from: f64, share: f64, z: f64| {
+            let factor = libm::exp(CROSS_SHARE_SD * z - 0.5 * CROSS_SHARE_SD * CROSS_SHARE_SD);
+            // Clamped to u32 only for loads far beyond any real session's volume.
+            let amount = libm::round(continuous_volume * share / rest * factor)
+                .clamp(1.0, u32::MAX as f64) as u32;
+            Cross {
+                time,
+                price: (libm::round(anchor * 100.0) as i64).max(1),
+                amount,
+                buy: anchor >= from,
+            }
+        };
+        let opening = (crosses == 2).then(|| {
+            cross(
+                opening_cross_time(session),
+                chunk.open,
+                chunk.previous_close,
+                OPEN_CROSS_SHARE,
+                z_open,
+            )
+        });
+        let closing = (crosses >= 1).then(|| {
+            cross(
+                closing_cross_time(session),
+                chunk.close,
+                anchors[minutes - 1],
+                CLOSE_CROSS_SHARE,
+                z_close,
+            )
+        });
         Self {
             rng,
             sizes,
@@ -537,6 +626,8 @@ impl<'a> ChunkTrades<'a> {
             counts,
             anchors,
             minute_sd,
+            opening,
+            closing,
             minute: 0,
             trade_id: chunk.first_trade_id,
             buy,
@@ -552,10 +643,23 @@ impl<'a> ChunkTrades<'a> {
         }
         let before = out.len();
         while self.minute < self.counts.len() && out.len() - before < rows {
+            if self.minute == 0 {
+                self.push_cross(self.opening, out);
+            }
             self.minute_trades(self.minute, out);
+            if self.minute + 1 == self.counts.len() {
+                self.push_cross(self.closing, out);
+            }
             self.minute += 1;
         }
         true
+    }
+
+    fn push_cross(&mut self, cross: Option<Cross>, out: &mut TradeColumns) {
+        if let Some(c) = cross {
+            out.push(c.time, self.trade_id, c.price, c.amount, c.buy);
+            self.trade_id += 1;
+        }
     }
 
     fn minute_trades(&mut self, m: usize, out: &mut TradeColumns) {
@@ -566,6 +670,16 @@ impl<'a> ChunkTrades<'a> {
         let units = NANOS_PER_MINUTE / self.unit_ns;
         let side_keep = (SIDE_PERSISTENCE * 4_294_967_296.0) as u64;
         let inside = (INSIDE_SPREAD_PROB * 2_147_483_648.0) as u64;
+        // Positions run from `first` to `first + span − 2` (the floor below stays under
+        // `span − k`): the first minute leaves the open's instant to the opening cross, the
+        // last leaves the closing cross's instant and everything after it.
+        let first = (m == 0) as i64;
+        let tail = if m + 1 == self.counts.len() {
+            CLOSING_CROSS_BEFORE_CLOSE / self.unit_ns - 1
+        } else {
+            0
+        };
+        let span = units - first - tail;
         let rng = &mut self.rng;
         out.reserve(k);
         // Sorted uniform arrival times from normalised exponential spacings; the `+ j` makes
@@ -573,7 +687,7 @@ impl<'a> ChunkTrades<'a> {
         self.spacings.clear();
         self.spacings
             .extend((0..=k).map(|_| -> f64 { Exp1.sample(rng) }));
-        let scale = (units - k as i64) as f64 / self.spacings.iter().sum::<f64>();
+        let scale = (span - k as i64) as f64 / self.spacings.iter().sum::<f64>();
         let minute_start = self.open + m as i64 * NANOS_PER_MINUTE;
         let (from, to) = (self.anchors[m], self.anchors[m + 1]);
         let sd = from * self.minute_sd[m];
@@ -583,7 +697,7 @@ impl<'a> ChunkTrades<'a> {
         let mut cum = 0.0;
         for (j, e) in self.spacings[..k].iter().enumerate() {
             cum += e;
-            let position = (cum * scale) as i64 + j as i64;
+            let position = (cum * scale) as i64 + j as i64 + first;
             let tau = position as f64 / units as f64;
             // Brownian bridge step from `elapsed` to `tau`, pinned at `to` when tau = 1.
             let remaining = 1.0 - elapsed;

@@ -109,6 +109,88 @@ fn chunks_are_in_session_strictly_increasing_and_exact() {
 }
 
 #[test]
+fn sessions_open_and_close_with_crosses_at_the_anchors() {
+    let plan = small(200_000);
+    let mut out = TradeColumns::default();
+    for (si, sp) in plan.symbols().iter().enumerate() {
+        for (di, session) in plan.sessions().iter().enumerate() {
+            out.clear();
+            plan.generate(si, di, &mut out);
+            let c = plan.chunk(si, di);
+            let at = |what: &str, i: usize, time: Nanos, anchor: f64, from: f64| {
+                assert_eq!(out.times[i], time, "{what} {} {}", sp.symbol, session.date);
+                assert_eq!(out.prices[i], libm::round(anchor * 100.0) as i64);
+                assert_eq!(out.buys[i], anchor >= from);
+            };
+            let last = out.len() - 1;
+            let anchors = &plan.chunk_trades(si, di).anchors;
+            let last_minute = anchors[anchors.len() - 2];
+            at(
+                "open",
+                0,
+                opening_cross_time(session),
+                c.open,
+                c.previous_close,
+            );
+            at(
+                "close",
+                last,
+                closing_cross_time(session),
+                c.close,
+                last_minute,
+            );
+            // Continuous trading never takes the crosses' instants: they identify the crosses.
+            assert!(out.times[1] > session.open);
+            assert!(out.times[last - 1] < closing_cross_time(session));
+            // A cross is a block, not a continuous print.
+            let continuous: u64 = out.amounts[1..last].iter().map(|a| *a as u64).sum();
+            let mean = continuous as f64 / (last - 1) as f64;
+            assert!(out.amounts[0] as f64 > 5.0 * mean && out.amounts[last] as f64 > 5.0 * mean);
+        }
+    }
+    // A chunk of one trade is its closing cross, of none is empty: counts stay exact.
+    let tiny = small(1);
+    let (si, di) = (0..tiny.symbols().len())
+        .flat_map(|s| (0..tiny.sessions().len()).map(move |d| (s, d)))
+        .find(|(s, d)| tiny.chunk(*s, *d).count == 1)
+        .unwrap();
+    out.clear();
+    tiny.generate(si, di, &mut out);
+    assert_eq!(out.times, [closing_cross_time(&tiny.sessions()[di])]);
+}
+
+#[test]
+fn crosses_take_2024s_share_of_the_days_volume() {
+    const SEEDS: u64 = 16;
+    let (mut open_share, mut close_share, mut days) = (0.0, 0.0, 0);
+    let mut out = TradeColumns::default();
+    for seed in 0..SEEDS {
+        let plan = MarketPlan::new(GeneratorConfig {
+            trades: 400_000,
+            start: NaiveDate::from_ymd_opt(2024, 5, 1).unwrap(),
+            end: NaiveDate::from_ymd_opt(2024, 5, 31).unwrap(),
+            seed,
+            ..GeneratorConfig::default()
+        })
+        .unwrap();
+        for si in 0..plan.symbols().len() {
+            for di in 0..plan.sessions().len() {
+                out.clear();
+                plan.generate(si, di, &mut out);
+                let volume: u64 = out.amounts.iter().map(|a| *a as u64).sum();
+                open_share += out.amounts[0] as f64 / volume as f64;
+                close_share += out.amounts[out.len() - 1] as f64 / volume as f64;
+                days += 1;
+            }
+        }
+    }
+    let (open, close) = (open_share / days as f64, close_share / days as f64);
+    println!("auction shares over {SEEDS} seeds: opening {open:.4}, closing {close:.4}");
+    assert!((0.01..0.02).contains(&open), "opening cross share {open}");
+    assert!((0.07..0.09).contains(&close), "closing cross share {close}");
+}
+
+#[test]
 fn chunks_are_deterministic_and_independent_of_order() {
     let plan = small(100_000);
     let mut forward = Vec::new();

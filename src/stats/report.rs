@@ -24,6 +24,7 @@ use super::{
 use crate::calendar::{self, Session};
 use crate::candles::Candle;
 use crate::format::{self, Format};
+use crate::generator::{closing_cross_time, opening_cross_time};
 use crate::model::Symbol;
 use crate::store::{Store, StoreError};
 
@@ -56,7 +57,7 @@ pub type Result<T, E = StatsError> = std::result::Result<T, E>;
 pub struct StatsReport {
     /// The stored load's settings, as one line.
     #[schema(
-        example = "300000000 trades, AAPL,MSFT,AMZN,GOOGL,META, 2024-01-01..2024-12-31, seed 42, generator v2"
+        example = "300000000 trades, AAPL,MSFT,AMZN,GOOGL,META, 2024-01-01..2024-12-31, seed 42, generator v3"
     )]
     pub load: String,
     /// False while the load is still being written: the figures then cover what is stored.
@@ -124,6 +125,10 @@ pub struct SymbolStats {
     pub roll_spread_cents: Option<f64>,
     /// The same over the mean trade price, in basis points.
     pub roll_spread_bps: Option<f64>,
+    /// Share of the symbol's volume traded in opening crosses.
+    pub open_auction_share: Option<f64>,
+    /// Share of the symbol's volume traded in closing crosses.
+    pub close_auction_share: Option<f64>,
 }
 
 /// A finite value, or None: JSON's null and csv's empty cell.
@@ -303,11 +308,25 @@ fn symbol_stats(store: &dyn Store, symbol: &Symbol, sessions: &[Session]) -> Res
 
     let (mut sizes, mut roll, mut price_sum) =
         (SizeHistogram::default(), RollSpread::default(), 0i128);
+    let (mut open_auctions, mut close_auctions) = (0u64, 0u64);
     for session in &c.sessions {
         let t = store.trades(symbol, session.open, session.close, None)?;
-        sizes.push(&t.amounts);
-        roll.push_run(&t.prices);
-        price_sum += t.prices.iter().map(|p| *p as i128).sum::<i128>();
+        // The crosses are told by their instants. Sizes and the spread describe continuous
+        // trading: a cross is one block at the anchor price, neither a print at the bid or
+        // ask nor a draw from the size distribution.
+        let mut from = 0;
+        let mut to = t.len();
+        if t.times.first() == Some(&opening_cross_time(session)) {
+            open_auctions += u64::from(t.amounts[0]);
+            from = 1;
+        }
+        if to > from && t.times.last() == Some(&closing_cross_time(session)) {
+            close_auctions += u64::from(t.amounts[to - 1]);
+            to -= 1;
+        }
+        sizes.push(&t.amounts[from..to]);
+        roll.push_run(&t.prices[from..to]);
+        price_sum += t.prices[from..to].iter().map(|p| *p as i128).sum::<i128>();
     }
 
     let daily = log_returns(&c.closes);
@@ -351,6 +370,8 @@ fn symbol_stats(store: &dyn Store, symbol: &Symbol, sessions: &[Session]) -> Res
         odd_lot_share: defined(sizes.odd_lot_share()),
         roll_spread_cents: defined(spread),
         roll_spread_bps: defined(spread / mean_price * 1e4),
+        open_auction_share: defined(open_auctions as f64 / c.volume as f64),
+        close_auction_share: defined(close_auctions as f64 / c.volume as f64),
     })
 }
 
@@ -503,6 +524,16 @@ impl SymbolStats {
                 "Roll spread over mean price, bps",
                 real(self.roll_spread_bps, 3),
             ),
+            (
+                "open_auction_share",
+                "share of volume in opening crosses",
+                real(self.open_auction_share, 4),
+            ),
+            (
+                "close_auction_share",
+                "share of volume in closing crosses",
+                real(self.close_auction_share, 4),
+            ),
         ]
     }
 }
@@ -544,6 +575,8 @@ fn empty_row() -> SymbolStats {
         odd_lot_share: None,
         roll_spread_cents: None,
         roll_spread_bps: None,
+        open_auction_share: None,
+        close_auction_share: None,
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use ohlcv::api::{self, AppState, Settings};
 use ohlcv::candles::Fill;
-use ohlcv::generator::GeneratorConfig;
+use ohlcv::generator::{self, GeneratorConfig, MarketPlan};
 use ohlcv::ingest::jobs::Jobs;
 use ohlcv::ingest::{self, IngestError, LoadSpec, LoadSummary, Progress, Target};
 use ohlcv::model::Symbol;
@@ -153,8 +153,36 @@ pub fn serve(state: AppState) -> (String, tokio::runtime::Runtime) {
     (url, runtime)
 }
 
-/// Asserts that `store` and `reference` hold the same trades of every symbol of `load`, and
-/// give the same candles (fill previous) at each (interval, zone) over `[start, end)` dates.
+/// Asserts that `store` holds every session's opening and closing cross of `load` (each
+/// chunk of at least two trades has both), at their instants: the comparisons that follow
+/// then cover them.
+pub fn assert_crosses_stored(store: &dyn Store, load: &GeneratorConfig) {
+    let plan = MarketPlan::new(load.clone()).unwrap();
+    for (si, symbol) in load.symbols.iter().enumerate() {
+        let trades = store
+            .trades(symbol, i64::MIN / 2, i64::MAX / 2, None)
+            .unwrap();
+        for (di, session) in plan.sessions().iter().enumerate() {
+            if plan.chunk(si, di).count < 2 {
+                continue;
+            }
+            for time in [
+                generator::opening_cross_time(session),
+                generator::closing_cross_time(session),
+            ] {
+                assert!(
+                    trades.times.binary_search(&time).is_ok(),
+                    "{symbol} {} has no cross at {time}",
+                    session.date
+                );
+            }
+        }
+    }
+}
+
+/// Asserts that `store` and `reference` hold the same trades of every symbol of `load`, the
+/// auctions' crosses included, and give the same candles (fill previous) at each (interval,
+/// zone) over `[start, end)` dates.
 pub fn assert_same_data(
     store: &dyn Store,
     reference: &dyn Store,
@@ -162,6 +190,7 @@ pub fn assert_same_data(
     intervals: &[(&str, chrono_tz::Tz)],
     (start, end): (&str, &str),
 ) {
+    assert_crosses_stored(store, load);
     for symbol in &load.symbols {
         assert_eq!(
             store
