@@ -1,12 +1,12 @@
 //! Output shapes shared by the CLI (and the HTTP API): csv, json and an aligned table.
 //!
-//! csv and json times are RFC 3339 UTC with nanoseconds; prices have exactly two decimals;
-//! vwap four.
+//! csv and json times are RFC 3339 UTC with nanoseconds; prices have two decimals, or as many
+//! as a sub-penny price needs (`187.125`), always a plain number; vwap four.
 
 use std::io::{self, Write};
 
 use crate::candles::{CandleRow, Interval};
-use crate::model::{Nanos, Symbol, TradeColumns, format_time, push_cents, push_int, write_cents};
+use crate::model::{Nanos, Symbol, TradeColumns, format_time, push_int, push_price, write_price};
 
 pub const CANDLES_CSV_HEADER: &str = "time,symbol,open,high,low,close,volume,trades,vwap";
 pub const TRADES_CSV_HEADER: &str = "time,symbol,side,price,amount,trade_id";
@@ -18,14 +18,14 @@ pub enum Format {
     Table,
 }
 
-fn cents(c: i64) -> String {
+fn price_text(units: i64) -> String {
     let mut s = String::new();
-    write_cents(&mut s, c).expect("writing to a String");
+    write_price(&mut s, units).expect("writing to a String");
     s
 }
 
 fn candle_fields(symbol: &Symbol, c: &CandleRow) -> [String; 9] {
-    let price = |i: usize| c.ohlc.map(|p| cents(p[i])).unwrap_or_default();
+    let price = |i: usize| c.ohlc.map(|p| price_text(p[i])).unwrap_or_default();
     [
         format_time(c.time),
         symbol.to_string(),
@@ -40,7 +40,7 @@ fn candle_fields(symbol: &Symbol, c: &CandleRow) -> [String; 9] {
 }
 
 /// One candle as the JSON output shows it. Written by hand ([`CandlesPage::to_json`]): prices
-/// go out as exact decimals of their cents, and times without a trip through chrono's
+/// go out as exact decimals of their units, and times without a trip through chrono's
 /// formatter, which made up most of a page's cost.
 #[derive(Debug, Clone, Copy, PartialEq, utoipa::ToSchema)]
 pub struct CandleJson {
@@ -112,7 +112,7 @@ impl CandlesPage {
             ] {
                 out.extend_from_slice(name);
                 match price {
-                    Some(p) => push_cents(&mut out, p),
+                    Some(p) => push_price(&mut out, p),
                     None => out.extend_from_slice(b"null"),
                 }
             }
@@ -240,7 +240,7 @@ fn trade_fields(symbol: &Symbol, trades: &TradeColumns, i: usize) -> [String; 6]
         format_time(trades.times[i]),
         symbol.to_string(),
         if trades.buys[i] { "buy" } else { "sell" }.to_string(),
-        cents(trades.prices[i]),
+        price_text(trades.prices[i]),
         trades.amounts[i].to_string(),
         trades.trade_ids[i].to_string(),
     ]
@@ -282,7 +282,7 @@ impl TradeJson {
         out.extend_from_slice(b",\"side\":\"");
         out.extend_from_slice(self.side.as_bytes());
         out.extend_from_slice(b"\",\"price\":");
-        push_cents(out, self.price);
+        push_price(out, self.price);
         out.extend_from_slice(b",\"amount\":");
         push_int(out, self.amount);
         out.extend_from_slice(b",\"trade_id\":");
@@ -418,10 +418,10 @@ mod tests {
             candles: vec![
                 CandleJson {
                     time: 1_710_163_800_000_000_000,
-                    open: Some(18_560),
-                    high: Some(18_605),
-                    low: Some(-5),
-                    close: Some(7),
+                    open: Some(185_600),
+                    high: Some(186_055),
+                    low: Some(-50),
+                    close: Some(70),
                     volume: 1_200,
                     trades: 9,
                     vwap: Some(185.812_46),
@@ -441,7 +441,7 @@ mod tests {
         };
         let text = String::from_utf8(page.to_json()).unwrap();
         assert!(
-            text.contains(r#""open":185.60,"high":186.05,"low":-0.05,"close":0.07"#),
+            text.contains(r#""open":185.60,"high":186.055,"low":-0.05,"close":0.07"#),
             "{text}"
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -452,7 +452,7 @@ mod tests {
 
         let symbol = Symbol::new("AAPL").unwrap();
         let mut t = TradeColumns::default();
-        t.push(1_710_163_800_001_234_000, 42, 17_294, 100, false);
+        t.push(1_710_163_800_001_234_000, 42, 172_940, 100, false);
         let page = TradesPage {
             symbol: "AAPL".into(),
             trades: vec![TradeJson::new(&symbol, &t, 0)],

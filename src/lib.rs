@@ -2,7 +2,7 @@
 //! millions of trades. The `ohlcv` binary (`src/bin/ohlcv.rs`) only parses arguments and calls
 //! into these modules, one per concept (ARCHITECTURE.md has the data flow):
 //!
-//! - [`model`]: trades, symbols, prices in cents, trades in columns.
+//! - [`model`]: trades, symbols, prices in units of $0.001, trades in columns.
 //! - [`calendar`]: NYSE sessions, holidays and early closes.
 //! - [`generator`]: the deterministic market; every trade reproducible from a seed.
 //! - [`candles`]: intervals, time-zone bucketing, rollup and fill.

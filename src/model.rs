@@ -1,8 +1,9 @@
 //! The trade: what the generator produces, the stores keep and the candles are built from.
 //!
-//! Prices are whole cents (`i64`), so every price sits on the $0.01 tick by construction and
-//! sums such as `price * amount` are exact integers. Timestamps are nanoseconds since the Unix
-//! epoch, UTC.
+//! Prices are whole tenths of a cent (`i64` units of $0.001, [`PRICE_UNITS_PER_DOLLAR`]), so
+//! quotes on the $0.01 tick and off-exchange midpoint prints on the half cent are exact
+//! integers alike, and sums such as `price * amount` are exact. Timestamps are nanoseconds
+//! since the Unix epoch, UTC.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,6 +18,16 @@ pub type Nanos = i64;
 pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
 pub const NANOS_PER_MINUTE: i64 = 60 * NANOS_PER_SECOND;
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
+
+/// Price units in a cent and in a dollar: a price is a whole number of $0.001. The finest
+/// price the generator makes is the half cent of a midpoint print; a decimal column's scale
+/// is a power of ten, so three decimals is the narrowest that holds it exactly, and each
+/// decimal more would widen every price delta Parquet stores by 3.3 bits (docs/STORAGE.md
+/// has the measurement).
+pub const PRICE_UNITS_PER_CENT: i64 = 10;
+pub const PRICE_UNITS_PER_DOLLAR: i64 = 100 * PRICE_UNITS_PER_CENT;
+/// Fraction digits of a price in dollars.
+pub const PRICE_DECIMALS: u32 = 3;
 
 /// The granularity of a load's timestamps: whole microseconds unless a load is too dense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +54,7 @@ pub enum ModelError {
     Symbol(String),
     #[error("invalid side {0:?}: expected buy or sell")]
     Side(String),
-    #[error("invalid price {0:?}: expected a positive amount of dollars on the $0.01 tick")]
+    #[error("invalid price {0:?}: expected a positive amount of dollars with at most 3 decimals")]
     Price(String),
     #[error("invalid amount {0}: expected a whole number of shares >= 1")]
     Amount(i64),
@@ -138,34 +149,33 @@ impl fmt::Display for Side {
     }
 }
 
-/// A price in whole cents, always positive.
+/// A price in whole units of $0.001 ([`PRICE_UNITS_PER_DOLLAR`]), always positive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Price(i64);
 
 impl Price {
-    pub fn from_cents(cents: i64) -> Result<Self> {
-        if cents > 0 {
-            Ok(Self(cents))
+    pub fn from_units(units: i64) -> Result<Self> {
+        if units > 0 {
+            Ok(Self(units))
         } else {
-            Err(ModelError::Price(format!("{cents} cents")))
+            Err(ModelError::Price(format!("{units} units of $0.001")))
         }
     }
 
-    pub fn cents(self) -> i64 {
+    pub fn units(self) -> i64 {
         self.0
-    }
-
-    /// The price in dollars, for JSON and charts. Exact for every price below 2^53 cents.
-    pub fn dollars(self) -> f64 {
-        self.0 as f64 / 100.0
     }
 }
 
-/// Writes `cents` as a decimal dollar amount with exactly two fraction digits.
-pub fn write_cents(out: &mut impl fmt::Write, cents: i64) -> fmt::Result {
-    let sign = if cents < 0 { "-" } else { "" };
-    let abs = cents.unsigned_abs();
-    write!(out, "{sign}{}.{:02}", abs / 100, abs % 100)
+/// Writes a price in units of $0.001 as decimal dollars: two fraction digits for a price on
+/// the cent, three below it, e.g. `185.64`, `187.125`, `0.001`. A
+/// reader of the whole-cent prices of earlier versions sees the same text, and a sub-penny
+/// price is never rounded.
+pub fn write_price(out: &mut impl fmt::Write, units: i64) -> fmt::Result {
+    let mut buf = Vec::with_capacity(24);
+    push_price(&mut buf, units);
+    // push_price writes only ASCII digits, '-' and '.'.
+    out.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
 }
 
 /// Appends an integer's decimal digits.
@@ -174,45 +184,52 @@ pub fn push_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
-/// Appends cents as a decimal number with two fraction digits, e.g. `185.64` or `-0.05`: the
-/// byte-writing twin of [`write_cents`] for line protocol and JSON.
+/// Appends a price in units of $0.001 as [`write_price`] writes it, e.g. `185.64`, `187.125`
+/// or `-0.05`: the byte-writing twin for line protocol and JSON, without a float on the way.
 #[inline]
-pub fn push_cents(out: &mut Vec<u8>, cents: i64) {
-    if cents < 0 {
+pub fn push_price(out: &mut Vec<u8>, units: i64) {
+    if units < 0 {
         out.push(b'-');
     }
-    let abs = cents.unsigned_abs();
-    push_int(out, abs / 100);
-    let frac = (abs % 100) as u8;
-    out.extend_from_slice(&[b'.', b'0' + frac / 10, b'0' + frac % 10]);
+    let abs = units.unsigned_abs();
+    push_int(out, abs / PRICE_UNITS_PER_DOLLAR as u64);
+    let frac = (abs % PRICE_UNITS_PER_DOLLAR as u64) as u16;
+    let digits = [
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    // Two digits always; the third only when it is not a zero.
+    let keep = if frac.is_multiple_of(10) { 2 } else { 3 };
+    out.push(b'.');
+    out.extend_from_slice(&digits[..keep]);
 }
 
 impl fmt::Display for Price {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_cents(f, self.0)
+        write_price(f, self.0)
     }
 }
 
 impl FromStr for Price {
     type Err = ModelError;
-    /// Parses `185`, `185.6` or `185.64`; more than two fraction digits is off the tick.
+    /// Parses `185`, `185.6`, `185.64` or `187.125`; more than three fraction digits is finer
+    /// than a price can be.
     fn from_str(s: &str) -> Result<Self> {
         let err = || ModelError::Price(s.to_string());
         let (whole, frac) = s.split_once('.').unwrap_or((s, "0"));
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-        if !digits(whole) || !digits(frac) || frac.len() > 2 {
+        if !digits(whole) || !digits(frac) || frac.len() > PRICE_DECIMALS as usize {
             return Err(err());
         }
         let whole: i64 = whole.parse().map_err(|_| err())?;
-        let frac_cents: i64 = match frac.len() {
-            1 => frac.parse::<i64>().map_err(|_| err())? * 10,
-            _ => frac.parse().map_err(|_| err())?,
-        };
-        let cents = whole
-            .checked_mul(100)
-            .and_then(|c| c.checked_add(frac_cents))
+        let frac_units: i64 =
+            frac.parse::<i64>().map_err(|_| err())? * 10i64.pow(PRICE_DECIMALS - frac.len() as u32);
+        let units = whole
+            .checked_mul(PRICE_UNITS_PER_DOLLAR)
+            .and_then(|c| c.checked_add(frac_units))
             .ok_or_else(err)?;
-        Price::from_cents(cents).map_err(|_| err())
+        Price::from_units(units).map_err(|_| err())
     }
 }
 
@@ -234,12 +251,12 @@ impl Trade {
     pub fn new(
         symbol: Symbol,
         side: Side,
-        price_cents: i64,
+        price_units: i64,
         amount: i64,
         time: Nanos,
         trade_id: u64,
     ) -> Result<Self> {
-        let price = Price::from_cents(price_cents)?;
+        let price = Price::from_units(price_units)?;
         let amount = u32::try_from(amount)
             .ok()
             .filter(|a| *a >= 1)
@@ -264,6 +281,7 @@ impl Trade {
 pub struct TradeColumns {
     pub times: Vec<Nanos>,
     pub trade_ids: Vec<u64>,
+    /// In units of $0.001.
     pub prices: Vec<i64>,
     pub amounts: Vec<u32>,
     /// `true` for a buy.
@@ -364,15 +382,17 @@ mod tests {
     }
 
     #[test]
-    fn prices_parse_on_the_tick_only() {
-        assert_eq!("185.64".parse::<Price>().unwrap().cents(), 18564);
-        assert_eq!("185.6".parse::<Price>().unwrap().cents(), 18560);
-        assert_eq!("185".parse::<Price>().unwrap().cents(), 18500);
+    fn prices_parse_to_three_decimals() {
+        assert_eq!("185.64".parse::<Price>().unwrap().units(), 185_640);
+        assert_eq!("185.6".parse::<Price>().unwrap().units(), 185_600);
+        assert_eq!("185".parse::<Price>().unwrap().units(), 185_000);
+        assert_eq!("187.125".parse::<Price>().unwrap().units(), 187_125);
+        assert_eq!("0.001".parse::<Price>().unwrap().units(), 1);
         for bad in [
-            "185.645",
+            "185.6451",
+            "0.000",
             "-1",
             "0",
-            "0.00",
             "",
             ".5",
             "1e3",
@@ -382,17 +402,36 @@ mod tests {
         ] {
             assert!(bad.parse::<Price>().is_err(), "{bad:?} accepted");
         }
-        assert_eq!(Price::from_cents(18564).unwrap().to_string(), "185.64");
-        assert_eq!(Price::from_cents(5).unwrap().to_string(), "0.05");
+    }
+
+    #[test]
+    fn prices_print_two_decimals_unless_sub_penny() {
+        for (units, text) in [
+            (185_640, "185.64"),
+            (185_000, "185.00"),
+            (187_125, "187.125"),
+            (50, "0.05"),
+            (5, "0.005"),
+            (1, "0.001"),
+        ] {
+            assert_eq!(Price::from_units(units).unwrap().to_string(), text);
+            assert_eq!(text.parse::<Price>().unwrap().units(), units);
+            let mut bytes = Vec::new();
+            push_price(&mut bytes, units);
+            assert_eq!(bytes, text.as_bytes());
+        }
+        let mut bytes = Vec::new();
+        push_price(&mut bytes, -50);
+        assert_eq!(bytes, b"-0.05");
     }
 
     #[test]
     fn trade_constructor_rejects_bad_values() {
         let s = Symbol::new("AAPL").unwrap();
-        assert!(Trade::new(s.clone(), Side::Buy, 18564, 100, 0, 0).is_ok());
+        assert!(Trade::new(s.clone(), Side::Buy, 185_640, 100, 0, 0).is_ok());
         assert_eq!(
             Trade::new(s.clone(), Side::Buy, 0, 100, 0, 0),
-            Err(ModelError::Price("0 cents".into()))
+            Err(ModelError::Price("0 units of $0.001".into()))
         );
         assert_eq!(
             Trade::new(s.clone(), Side::Buy, 100, 0, 0, 0),

@@ -139,6 +139,65 @@ fn candles_json_csv_and_paging() {
     assert_eq!(text.lines().count(), 36);
 }
 
+/// The route's trades of AAPL on 2024-03-04, from the generator.
+fn aapl_on_march_4() -> ohlcv::model::TradeColumns {
+    let plan = ohlcv::generator::MarketPlan::new(common::small_config(60_000)).unwrap();
+    let day = plan
+        .sessions()
+        .iter()
+        .position(|s| s.date == common::date(2024, 3, 4))
+        .unwrap();
+    let mut trades = ohlcv::model::TradeColumns::default();
+    plan.generate(0, day, &mut trades);
+    trades
+}
+
+#[test]
+fn half_cent_prices_are_exact_in_json_and_csv() {
+    let path = "/api/v1/trades?symbol=AAPL&start=2024-03-04&end=2024-03-05&limit=10000";
+    let want = aapl_on_march_4();
+    let printed: Vec<String> = want
+        .prices
+        .iter()
+        .map(|p| ohlcv::model::Price::from_units(*p).unwrap().to_string())
+        .collect();
+    assert!(
+        printed.iter().any(|p| p.len() - p.find('.').unwrap() == 4),
+        "the day has half-cent prints"
+    );
+
+    let json = get(path).text().unwrap();
+    let tokens: Vec<&str> = json
+        .split("\"price\":")
+        .skip(1)
+        .map(|s| s.split(',').next().unwrap())
+        .collect();
+    assert_eq!(tokens, printed);
+    // A reader parsing the numbers as floats gets every price back to the $0.001.
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let parsed: Vec<i64> = doc["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["price"].as_f64().unwrap() * 1e3).round() as i64)
+        .collect();
+    assert_eq!(parsed, want.prices);
+
+    let csv = Client::new()
+        .get(format!("{}{path}", server().url))
+        .header("accept", "text/csv")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let column: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap())
+        .collect();
+    assert_eq!(column, printed);
+}
+
 #[test]
 fn trades_page_with_cursors() {
     let base = "/api/v1/trades?symbol=MSFT&start=2024-03-04&end=2024-03-05";

@@ -30,6 +30,8 @@ fn fixture() -> &'static Fixture {
         common::load(dir.path(), &common::options(config.clone()));
         let store = ParquetStore::new(dir.path());
         common::assert_crosses_stored(&store, &config);
+        // The brute force below then runs over half-cent prices too.
+        common::assert_half_cents_stored(&store, &config);
         let trades = config
             .symbols
             .iter()

@@ -112,7 +112,45 @@ fn load_query_verify_end_to_end() {
     let text = stdout(&trades);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("time,symbol,side,price,amount,trade_id"));
-    assert_eq!(lines.count() as u64, trades_in_candles);
+    let csv_rows: Vec<&str> = lines.collect();
+    assert_eq!(csv_rows.len() as u64, trades_in_candles);
+    // The csv prices are the stored ones exactly, half cents with their third decimal.
+    let store = ohlcv::store::parquet::ParquetStore::new(dir.path());
+    let stored = ohlcv::store::Store::trades(
+        &store,
+        &ohlcv::model::Symbol::new("AAPL").unwrap(),
+        0,
+        i64::MAX / 2,
+        None,
+    )
+    .unwrap();
+    let printed: Vec<String> = stored
+        .prices
+        .iter()
+        .map(|p| ohlcv::model::Price::from_units(*p).unwrap().to_string())
+        .collect();
+    let csv_prices: Vec<&str> = csv_rows
+        .iter()
+        .map(|r| r.split(',').nth(3).unwrap())
+        .collect();
+    assert_eq!(csv_prices, printed);
+    assert!(
+        csv_prices
+            .iter()
+            .any(|p| p.ends_with('5') && p.len() - p.find('.').unwrap() == 4),
+        "no half-cent price in the csv"
+    );
+    let json = ohlcv(
+        dir.path(),
+        "trades --symbol AAPL --start 2024-03-01 --end 2024-04-01 --format json",
+    );
+    let json_text = stdout(&json);
+    let json_prices: Vec<&str> = json_text
+        .split("\"price\":")
+        .skip(1)
+        .map(|s| s.split(',').next().unwrap())
+        .collect();
+    assert_eq!(json_prices, printed, "JSON prices are the exact decimals");
 
     let limited = ohlcv(
         dir.path(),

@@ -132,7 +132,7 @@ fn the_report_of_a_small_load_is_one_sane_row_per_symbol() {
         );
         assert_eq!(
             row.roll_spread_cents.unwrap_or(f64::NAN).to_bits(),
-            roll.spread().to_bits(),
+            (roll.spread() / ohlcv::model::PRICE_UNITS_PER_CENT as f64).to_bits(),
             "{sym}"
         );
     }

@@ -39,6 +39,7 @@ fn round_trip_equals_the_generator() {
     assert_eq!(summary.trades, 50_000);
     let store = ParquetStore::new(dir.path());
     common::assert_crosses_stored(&store, &config);
+    common::assert_half_cents_stored(&store, &config);
     let plan = MarketPlan::new(config).unwrap();
     for (s, sp) in plan.symbols().iter().enumerate() {
         let mut want = TradeColumns::default();

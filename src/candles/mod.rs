@@ -2,7 +2,8 @@
 //! candles, and the fill modes.
 //!
 //! open is the first trade by (time, trade_id), close the last; volume the sum of amounts;
-//! vwap = sum(price * amount) / volume, kept as the exact integer `notional` (cents x shares)
+//! vwap = sum(price * amount) / volume, kept as the exact integer `notional` (price units of
+//! $0.001 x shares)
 //! so that candles rolled up from 1-minute candles equal candles computed from trades, bit
 //! for bit.
 
@@ -11,7 +12,7 @@ mod interval;
 use std::str::FromStr;
 
 use crate::calendar;
-use crate::model::{Nanos, TradeColumns};
+use crate::model::{Nanos, PRICE_UNITS_PER_DOLLAR, TradeColumns};
 pub use interval::{Bucketing, Interval, MAX_MULTIPLIER, Unit};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,14 +34,14 @@ pub type Result<T, E = CandleError> = std::result::Result<T, E>;
 pub struct Candle {
     /// The bucket's start.
     pub time: Nanos,
-    /// Prices in cents.
+    /// Prices in units of $0.001 ([`crate::model::PRICE_UNITS_PER_DOLLAR`]).
     pub open: i64,
     pub high: i64,
     pub low: i64,
     pub close: i64,
     pub volume: u64,
     pub trades: u64,
-    /// Sum of price (cents) x amount.
+    /// Sum of price (units of $0.001) x amount.
     pub notional: u128,
 }
 
@@ -73,7 +74,7 @@ impl Candle {
 
     /// Volume-weighted average price in dollars.
     pub fn vwap(&self) -> f64 {
-        self.notional as f64 / self.volume as f64 / 100.0
+        self.notional as f64 / self.volume as f64 / PRICE_UNITS_PER_DOLLAR as f64
     }
 }
 
@@ -241,7 +242,7 @@ pub fn parse_tz(s: &str) -> Result<chrono_tz::Tz> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CandleRow {
     pub time: Nanos,
-    /// open, high, low, close in cents.
+    /// open, high, low, close in units of $0.001.
     pub ohlc: Option<[i64; 4]>,
     pub volume: u64,
     pub trades: u64,
@@ -396,7 +397,8 @@ mod tests {
         );
         assert_eq!((c[0].volume, c[0].trades), (10, 4));
         assert_eq!(c[0].notional, 100 + 210 + 285 + 404);
-        assert!((c[0].vwap() - 0.999).abs() < 1e-12);
+        // 999 units of $0.001 over 10 shares.
+        assert!((c[0].vwap() - 0.0999).abs() < 1e-12);
         assert_eq!(c[1].time, m);
     }
 

@@ -28,12 +28,14 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{self, Session};
-use crate::model::{NANOS_PER_MINUTE, Nanos, Symbol, TimeResolution, TradeColumns};
+use crate::model::{
+    NANOS_PER_MINUTE, Nanos, PRICE_UNITS_PER_CENT, Symbol, TimeResolution, TradeColumns,
+};
 pub use profiles::Profile;
 pub use sizes::SizeTable;
 
 /// Bumped whenever a change alters generated trades, so stored loads can tell.
-pub const GENERATOR_VERSION: u32 = 3;
+pub const GENERATOR_VERSION: u32 = 4;
 
 /// Loads whose busiest chunk has at most this many trades get microsecond timestamps. Even a
 /// minute 40 times busier than the session's average then uses well under the minute's 60
@@ -112,6 +114,8 @@ const FAST_SD: f64 = 0.3;
 const MINUTE_JUMP_PROB: f64 = 0.002;
 const MINUTE_JUMP_SCALE: f64 = 8.0;
 const SIDE_PERSISTENCE: f64 = 0.65;
+/// Share of continuous trades printed at the quote's midpoint (off-exchange midpoint and
+/// hidden liquidity), whatever the spread.
 const INSIDE_SPREAD_PROB: f64 = 0.10;
 // Auctions: each session opens and closes with a cross, sized as a share of the day's volume
 // that varies from day to day (a log-normal factor of mean 1). The closing auction was about
@@ -456,13 +460,14 @@ fn bid_cents(mid: f64, spread: i64) -> i64 {
     (mid - spread as f64 / 2.0 + 0.5).floor() as i64
 }
 
-/// A print strictly inside a spread of at least 2 cents: the quote's midpoint when the spread
-/// is even; when it is odd the midpoint is a half cent, which whole-cent prices cannot show,
-/// so the print takes one of the two cents around it, each with probability ½ (`up`): right
-/// on average.
+/// A midpoint print, in price units: the exact midpoint of the quote, a half cent when the
+/// spread is odd (a 1-cent spread included). Nobody may quote below the cent at $1 and above
+/// (Rule 612 of Regulation NMS), but the rule does not cover executions: off-exchange venues
+/// execute at the midpoint of the national best bid and offer, sub-penny or not
+/// (docs/GENERATOR.md).
 #[inline]
-fn inside_print(bid: i64, spread: i64, up: bool) -> i64 {
-    bid + spread / 2 + (spread & 1 & up as i64)
+fn midpoint_units(bid: i64, spread: i64) -> i64 {
+    bid * PRICE_UNITS_PER_CENT + spread * PRICE_UNITS_PER_CENT / 2
 }
 
 /// A uniform in [0, 1) from the top 53 bits.
@@ -595,7 +600,8 @@ impl<'a> ChunkTrades<'a> {
                 .clamp(1.0, u32::MAX as f64) as u32;
             Cross {
                 time,
-                price: (libm::round(anchor * 100.0) as i64).max(1),
+                // Auctions cross at a whole cent, as listing exchanges' crosses do.
+                price: (libm::round(anchor * 100.0) as i64).max(1) * PRICE_UNITS_PER_CENT,
                 amount,
                 buy: anchor >= from,
             }
@@ -707,25 +713,25 @@ impl<'a> ChunkTrades<'a> {
                 + sd * (dt * (1.0 - tau) / remaining).max(0.0).sqrt() * z;
             elapsed = tau;
 
-            // One draw: the low 32 bits for the side, bit 32 for rounding an odd spread's
-            // midpoint, the top 31 bits for printing inside the spread.
+            // One draw: the low 32 bits for the side, the top 31 bits for printing at the
+            // midpoint.
             let r = rng.next_u64();
             if (r & 0xFFFF_FFFF) >= side_keep {
                 self.buy = !self.buy;
             }
             let bid = bid_cents(efficient * 100.0, spread);
-            let price = if spread >= 2 && (r >> 33) < inside {
-                inside_print(bid, spread, (r >> 32) & 1 == 1)
+            let price = if (r >> 33) < inside {
+                midpoint_units(bid, spread)
             } else if self.buy {
-                bid + spread
+                (bid + spread) * PRICE_UNITS_PER_CENT
             } else {
-                bid
+                bid * PRICE_UNITS_PER_CENT
             };
             let amount = self.sizes.sample(rng);
             out.push(
                 minute_start + position * self.unit_ns,
                 self.trade_id,
-                price.max(1),
+                price.max(PRICE_UNITS_PER_CENT),
                 amount,
                 self.buy,
             );

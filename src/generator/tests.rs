@@ -1,6 +1,7 @@
 //! The generator's properties, each over many seeds or chunks.
 
 use super::*;
+use crate::model::PRICE_UNITS_PER_DOLLAR;
 
 fn small(trades: u64) -> MarketPlan {
     MarketPlan::new(GeneratorConfig {
@@ -119,7 +120,10 @@ fn sessions_open_and_close_with_crosses_at_the_anchors() {
             let c = plan.chunk(si, di);
             let at = |what: &str, i: usize, time: Nanos, anchor: f64, from: f64| {
                 assert_eq!(out.times[i], time, "{what} {} {}", sp.symbol, session.date);
-                assert_eq!(out.prices[i], libm::round(anchor * 100.0) as i64);
+                assert_eq!(
+                    out.prices[i],
+                    libm::round(anchor * 100.0) as i64 * PRICE_UNITS_PER_CENT
+                );
                 assert_eq!(out.buys[i], anchor >= from);
             };
             let last = out.len() - 1;
@@ -235,8 +239,8 @@ fn prices_follow_the_daily_anchors() {
             let mut out = TradeColumns::default();
             plan.generate(si, di, &mut out);
             let c = plan.chunk(si, di);
-            let first = out.prices[0] as f64 / 100.0;
-            let last = *out.prices.last().unwrap() as f64 / 100.0;
+            let first = out.prices[0] as f64 / PRICE_UNITS_PER_DOLLAR as f64;
+            let last = *out.prices.last().unwrap() as f64 / PRICE_UNITS_PER_DOLLAR as f64;
             // Within a few spreads and the first/last minute's drift of the anchors.
             assert!(
                 (first / c.open - 1.0).abs() < 0.01,
@@ -482,11 +486,11 @@ fn intraday_bars_show_the_stylized_facts() {
 }
 
 #[test]
-fn quotes_are_centred_and_inside_prints_sit_at_the_midpoint() {
+fn quotes_are_centred_and_midpoint_prints_sit_at_the_exact_midpoint() {
     use rand::SeedableRng;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
     for spread in 1..=5i64 {
-        let (mut quote_error, mut inside_error) = (0.0, 0.0);
+        let mut quote_error = 0.0;
         let n = 200_000;
         for _ in 0..n {
             let mid = 10_000.0 + 1_000.0 * unit(rng.next_u64());
@@ -494,24 +498,47 @@ fn quotes_are_centred_and_inside_prints_sit_at_the_midpoint() {
             let centre = bid as f64 + spread as f64 / 2.0;
             assert!((centre - mid).abs() <= 0.5 + 1e-9);
             quote_error += centre - mid;
-            if spread >= 2 {
-                let print = inside_print(bid, spread, rng.next_u64() & 1 == 1);
-                assert!(bid < print && print < bid + spread);
-                if spread % 2 == 0 {
-                    assert_eq!(print as f64, centre);
-                }
-                inside_error += print as f64 - centre;
-            }
+            // Twice the midpoint in units is bid + ask in units, exactly.
+            let print = midpoint_units(bid, spread);
+            assert_eq!(
+                2 * print,
+                (2 * bid + spread) * PRICE_UNITS_PER_CENT,
+                "spread {spread}"
+            );
+            assert!(bid * PRICE_UNITS_PER_CENT < print);
+            assert!(print < (bid + spread) * PRICE_UNITS_PER_CENT);
         }
         // Uniform rounding errors of ±½ cent have a standard deviation of 0.29 cents; the
-        // means must be within 3 standard errors of 0.
+        // mean must be within 3 standard errors of 0.
         let bound = 3.0 * 0.29 / (n as f64).sqrt();
         assert!((quote_error / n as f64).abs() < bound, "spread {spread}");
-        assert!(
-            (inside_error / n as f64).abs() < 2.0 * bound,
-            "spread {spread}"
-        );
     }
+}
+
+#[test]
+fn a_tenth_of_continuous_trades_print_at_half_cents_on_a_one_cent_spread() {
+    // AAPL quotes 1 cent wide near $190: its midpoint prints are half cents, every other
+    // continuous print sits on the cent, and the crosses print on the cent.
+    let plan = small(200_000);
+    let mut out = TradeColumns::default();
+    let (mut continuous, mut half) = (0u64, 0u64);
+    for di in 0..plan.sessions().len() {
+        out.clear();
+        plan.generate(0, di, &mut out);
+        let n = out.len();
+        assert_eq!(out.prices[0] % PRICE_UNITS_PER_CENT, 0);
+        assert_eq!(out.prices[n - 1] % PRICE_UNITS_PER_CENT, 0);
+        for p in &out.prices[1..n - 1] {
+            continuous += 1;
+            match p % PRICE_UNITS_PER_CENT {
+                0 => {}
+                r if r == PRICE_UNITS_PER_CENT / 2 => half += 1,
+                r => panic!("price {p} is {r} units off the half-cent grid"),
+            }
+        }
+    }
+    let share = half as f64 / continuous as f64;
+    assert!((share - INSIDE_SPREAD_PROB).abs() < 0.01, "{share}");
 }
 
 #[test]
@@ -541,7 +568,7 @@ fn the_default_load_splits_share_volume_as_2024_did() {
         let mut closes = vec![sp.profile.start_price];
         for d in 0..plan.sessions().len() {
             plan.generate(s, d, &mut trades);
-            closes.push(*trades.prices.last().unwrap() as f64 / 100.0);
+            closes.push(*trades.prices.last().unwrap() as f64 / PRICE_UNITS_PER_DOLLAR as f64);
         }
         // The tape's daily closes are the anchors' up to a spread and the last minute's drift.
         let tape = stats::realised_vol(&stats::log_returns(&closes), 252.0);

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::calendar::Session;
 use crate::candles::Candle;
-use crate::model::NANOS_PER_MINUTE;
+use crate::model::{NANOS_PER_MINUTE, PRICE_UNITS_PER_DOLLAR};
 
 /// Sample moments of a series.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -223,7 +223,7 @@ impl SizeHistogram {
 /// tape allows. It assumes independent trade signs: with sign persistence ρ (the first-order
 /// autocorrelation of the side) the covariance is −(1−ρ)²·s²/4 and the estimate reads (1−ρ)·s.
 ///
-/// Sums are exact integers (prices in cents), so the estimate does not depend on the order in
+/// Sums are exact integers (prices in units of $0.001), so the estimate does not depend on the order in
 /// which sessions are added.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RollSpread {
@@ -286,10 +286,10 @@ impl SessionBars {
         let mut volumes = vec![0u64; bars];
         for c in inside() {
             let i = (((c.time - session.open) / width) as usize).min(bars - 1);
-            closes[i] = c.close as f64 / 100.0;
+            closes[i] = c.close as f64 / PRICE_UNITS_PER_DOLLAR as f64;
             volumes[i] += c.volume;
         }
-        let open = first.open as f64 / 100.0;
+        let open = first.open as f64 / PRICE_UNITS_PER_DOLLAR as f64;
         let mut last = open;
         for c in &mut closes {
             if c.is_nan() {
@@ -440,11 +440,11 @@ mod tests {
         };
         let bars = SessionBars::from_minutes(
             &[
-                candle(-1, 1, 1, 1),
-                candle(0, 100, 100, 5),
-                candle(12, 110, 121, 7),
-                candle(389, 121, 110, 9),
-                candle(390, 1, 1, 1),
+                candle(-1, 10, 10, 1),
+                candle(0, 1_000, 1_000, 5),
+                candle(12, 1_100, 1_210, 7),
+                candle(389, 1_210, 1_100, 9),
+                candle(390, 10, 10, 1),
             ],
             &session,
             5,

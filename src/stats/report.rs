@@ -25,7 +25,7 @@ use crate::calendar::{self, Session};
 use crate::candles::Candle;
 use crate::format::{self, Format};
 use crate::generator::{closing_cross_time, opening_cross_time};
-use crate::model::Symbol;
+use crate::model::{PRICE_UNITS_PER_CENT, Symbol};
 use crate::store::{Store, StoreError};
 
 /// Lags of the daily autocorrelations and of the leverage correlation: two weeks.
@@ -368,7 +368,7 @@ fn symbol_stats(store: &dyn Store, symbol: &Symbol, sessions: &[Session]) -> Res
         size_p90: size(2),
         size_p99: size(3),
         odd_lot_share: defined(sizes.odd_lot_share()),
-        roll_spread_cents: defined(spread),
+        roll_spread_cents: defined(spread / PRICE_UNITS_PER_CENT as f64),
         roll_spread_bps: defined(spread / mean_price * 1e4),
         open_auction_share: defined(open_auctions as f64 / c.volume as f64),
         close_auction_share: defined(close_auctions as f64 / c.volume as f64),

@@ -11,7 +11,9 @@ use super::{Backend, Result, StoreError, io_err, publish};
 use crate::generator::{GENERATOR_VERSION, GeneratorConfig};
 use crate::model::{Nanos, Symbol};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: prices in units of $0.001 (decimal(18,3) in Parquet, notional in those units in
+/// both stores); 1 had whole cents.
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

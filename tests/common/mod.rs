@@ -20,7 +20,7 @@ use ohlcv::candles::Fill;
 use ohlcv::generator::{self, GeneratorConfig, MarketPlan};
 use ohlcv::ingest::jobs::Jobs;
 use ohlcv::ingest::{self, IngestError, LoadSpec, LoadSummary, Progress, Target};
-use ohlcv::model::Symbol;
+use ohlcv::model::{PRICE_UNITS_PER_CENT, Symbol, TradeColumns};
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
 use ohlcv::store::parquet::ParquetStore;
@@ -180,8 +180,34 @@ pub fn assert_crosses_stored(store: &dyn Store, load: &GeneratorConfig) {
     }
 }
 
+/// Asserts that `store` holds exactly the generator's trades of every symbol of `load`, and
+/// that these have midpoint prints at half cents ($0.005 off the cent), so exact equality
+/// shows that sub-penny prices round-trip through the store unchanged. Returns how many there
+/// are.
+pub fn assert_half_cents_stored(store: &dyn Store, load: &GeneratorConfig) -> usize {
+    let plan = MarketPlan::new(load.clone()).unwrap();
+    let mut half_cents = 0;
+    for (si, symbol) in load.symbols.iter().enumerate() {
+        let mut want = TradeColumns::default();
+        for di in 0..plan.sessions().len() {
+            plan.generate(si, di, &mut want);
+        }
+        let got = store
+            .trades(symbol, i64::MIN / 2, i64::MAX / 2, None)
+            .unwrap();
+        assert_eq!(got, want, "{symbol}");
+        half_cents += got
+            .prices
+            .iter()
+            .filter(|p| *p % PRICE_UNITS_PER_CENT == PRICE_UNITS_PER_CENT / 2)
+            .count();
+    }
+    assert!(half_cents > 0, "no half-cent print in the stored tape");
+    half_cents
+}
+
 /// Asserts that `store` and `reference` hold the same trades of every symbol of `load`, the
-/// auctions' crosses included, and give the same candles (fill previous) at each (interval,
+/// auctions' crosses and the half-cent prints included, and give the same candles (fill previous) at each (interval,
 /// zone) over `[start, end)` dates.
 pub fn assert_same_data(
     store: &dyn Store,
@@ -191,6 +217,7 @@ pub fn assert_same_data(
     (start, end): (&str, &str),
 ) {
     assert_crosses_stored(store, load);
+    assert_half_cents_stored(store, load);
     for symbol in &load.symbols {
         assert_eq!(
             store

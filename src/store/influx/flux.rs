@@ -15,7 +15,7 @@ use super::client::Client;
 use super::line_protocol::{CANDLE, CLAIM, MANIFEST, SHARD, TRADE};
 use super::{Claim, InfluxConfig, InfluxError, Result};
 use crate::candles::Candle;
-use crate::model::{Nanos, Symbol, TradeColumns};
+use crate::model::{Nanos, PRICE_UNITS_PER_DOLLAR, Symbol, TradeColumns};
 use crate::store::{self, Manifest, Store};
 
 /// Ranges counted per request by [`Store::count_trades`]: one `yield` each.
@@ -55,8 +55,10 @@ fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
         .map_err(|_| InfluxError::Protocol(format!("expected {what}, got {s:?}")))
 }
 
-fn cents(s: &str) -> Result<i64> {
-    Ok((parse::<f64>(s, "a price")? * 100.0).round() as i64)
+/// A price float back in units of $0.001: exact, as the float is the nearest to a decimal
+/// of at most 3 fraction digits (`line_protocol`).
+fn price_units(s: &str) -> Result<i64> {
+    Ok((parse::<f64>(s, "a price")? * PRICE_UNITS_PER_DOLLAR as f64).round() as i64)
 }
 
 /// One row of a result table, by column name.
@@ -253,7 +255,7 @@ impl Store for FluxStore {
             out.push(
                 parse_time(r.get("_time")?)?,
                 parse(r.get("trade_id")?, "a trade id")?,
-                cents(r.get("price")?)?,
+                price_units(r.get("price")?)?,
                 parse(r.get("amount")?, "an amount")?,
                 r.get("side")? == "buy",
             );
@@ -276,10 +278,10 @@ impl Store for FluxStore {
         self.each(&q, |_, r| {
             out.push(Candle {
                 time: parse_time(r.get("_time")?)?,
-                open: cents(r.get("open")?)?,
-                high: cents(r.get("high")?)?,
-                low: cents(r.get("low")?)?,
-                close: cents(r.get("close")?)?,
+                open: price_units(r.get("open")?)?,
+                high: price_units(r.get("high")?)?,
+                low: price_units(r.get("low")?)?,
+                close: price_units(r.get("close")?)?,
                 volume: parse(r.get("volume")?, "a volume")?,
                 trades: parse(r.get("trades")?, "a trade count")?,
                 notional: parse(r.get("notional")?, "a notional")?,
@@ -300,7 +302,7 @@ impl Store for FluxStore {
         ) + "\n  |> last()";
         let mut close = None;
         self.each(&q, |_, r| {
-            close = Some(cents(r.get("_value")?)?);
+            close = Some(price_units(r.get("_value")?)?);
             Ok(())
         })?;
         Ok(close)

@@ -7,7 +7,7 @@ use super::client::{Client, quote_ident, quote_string};
 use super::line_protocol::{CANDLE, CLAIM, MANIFEST, SHARD, TRADE};
 use super::{Claim, InfluxConfig, InfluxError};
 use crate::candles::Candle;
-use crate::model::{Nanos, Symbol, TradeColumns};
+use crate::model::{Nanos, PRICE_UNITS_PER_DOLLAR, Symbol, TradeColumns};
 use crate::store::{Manifest, Result, Store};
 
 /// Trades and 1-minute candles in InfluxDB, read with InfluxQL.
@@ -30,9 +30,11 @@ fn text(v: &Value) -> Result<String> {
         .ok_or_else(|| InfluxError::Protocol(format!("expected a string, got {v}")).into())
 }
 
-fn cents(v: &Value) -> Result<i64> {
+/// A price float back in units of $0.001: exact, as the float is the nearest to a decimal
+/// of at most 3 fraction digits (`line_protocol`).
+fn price_units(v: &Value) -> Result<i64> {
     v.as_f64()
-        .map(|f| (f * 100.0).round() as i64)
+        .map(|f| (f * PRICE_UNITS_PER_DOLLAR as f64).round() as i64)
         .ok_or_else(|| InfluxError::Protocol(format!("expected a price, got {v}")).into())
 }
 
@@ -118,7 +120,7 @@ impl Store for InfluxqlStore {
             out.push(
                 int(&row[0])?,
                 int(&row[3])? as u64,
-                cents(&row[1])?,
+                price_units(&row[1])?,
                 amount,
                 row[4] == "buy",
             );
@@ -138,10 +140,10 @@ impl Store for InfluxqlStore {
             .map(|r| {
                 Ok(Candle {
                     time: int(&r[0])?,
-                    open: cents(&r[1])?,
-                    high: cents(&r[2])?,
-                    low: cents(&r[3])?,
-                    close: cents(&r[4])?,
+                    open: price_units(&r[1])?,
+                    high: price_units(&r[2])?,
+                    low: price_units(&r[3])?,
+                    close: price_units(&r[4])?,
                     volume: int(&r[5])? as u64,
                     trades: int(&r[6])? as u64,
                     notional: int(&r[7])? as u128,
@@ -156,7 +158,10 @@ impl Store for InfluxqlStore {
             quote_ident(CANDLE),
             quote_string(symbol.as_str())
         );
-        self.rows(&q)?.first().map(|r| cents(&r[1])).transpose()
+        self.rows(&q)?
+            .first()
+            .map(|r| price_units(&r[1]))
+            .transpose()
     }
 
     fn count_trades(&self, symbol: &Symbol, ranges: &[(Nanos, Nanos)]) -> Result<Vec<u64>> {

@@ -4,7 +4,10 @@
 //! Schema (docs/INFLUXDB.md): measurement `trade`, tags `side` and `symbol` (sorted by key,
 //! as InfluxDB recommends), fields `price` (float), `amount` and `trade_id` (integers),
 //! nanosecond timestamps; measurement `candle_1m`, tag `symbol`, fields `open`, `high`, `low`,
-//! `close` (floats), `volume`, `trades`, `notional` (integers, notional = Σ cents × shares).
+//! `close` (floats), `volume`, `trades`, `notional` (integers, notional = Σ price × shares with
+//! prices in units of $0.001). A price float is written as its exact decimal (at most 3
+//! fraction digits), which a float64 holds closely enough that reading it back and rounding
+//! to the unit gives the same integer.
 //! Beside them, a load's bookkeeping: its manifest, shard marks and claims.
 //!
 //! Each series key is escaped once per symbol by InfluxData's own `influxdb-line-protocol`
@@ -14,7 +17,7 @@ use influxdb_line_protocol::builder::LineProtocolBuilder;
 
 use super::Claim;
 use crate::candles::Candle;
-use crate::model::{Symbol, TradeColumns, push_cents, push_int};
+use crate::model::{Symbol, TradeColumns, push_int, push_price};
 
 pub const TRADE: &str = "trade";
 pub const CANDLE: &str = "candle_1m";
@@ -68,7 +71,7 @@ pub fn push_trade(out: &mut Vec<u8>, keys: &SeriesKeys, trades: &TradeColumns, i
         &keys.sell
     });
     out.extend_from_slice(b"price=");
-    push_cents(out, trades.prices[i]);
+    push_price(out, trades.prices[i]);
     out.extend_from_slice(b",amount=");
     push_int(out, trades.amounts[i]);
     out.extend_from_slice(b"i,trade_id=");
@@ -81,21 +84,22 @@ pub fn push_trade(out: &mut Vec<u8>, keys: &SeriesKeys, trades: &TradeColumns, i
 /// Appends a 1-minute candle as one line.
 pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle) {
     out.extend_from_slice(&keys.candle);
-    for (name, cents) in [
+    for (name, price) in [
         (&b"open="[..], c.open),
         (b",high=", c.high),
         (b",low=", c.low),
         (b",close=", c.close),
     ] {
         out.extend_from_slice(name);
-        push_cents(out, cents);
+        push_price(out, price);
     }
     out.extend_from_slice(b",volume=");
     push_int(out, c.volume);
     out.extend_from_slice(b"i,trades=");
     push_int(out, c.trades);
     out.extend_from_slice(b"i,notional=");
-    // Σ cents × shares of one minute stays far below 2^63 for any realistic tape.
+    // Σ units × shares of one minute stays far below 2^63 for any realistic tape ($1,000 ×
+    // 10^9 shares is 10^16).
     push_int(out, i64::try_from(c.notional).unwrap_or(i64::MAX));
     out.extend_from_slice(b"i ");
     push_int(out, c.time);
@@ -141,6 +145,7 @@ pub fn claim_line(claim: &Claim) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PRICE_UNITS_PER_DOLLAR;
     use influxdb_line_protocol::{FieldValue, parse_lines};
 
     #[test]
@@ -148,11 +153,14 @@ mod tests {
         let symbol = Symbol::new("BRK.B").unwrap();
         let keys = SeriesKeys::new(&symbol);
         let mut t = TradeColumns::default();
-        t.push(1_704_205_800_000_001_000, 42, 18_564, 100, true);
-        t.push(1_704_205_800_000_002_000, 43, 5, 1, false);
+        t.push(1_704_205_800_000_001_000, 42, 185_640, 100, true);
+        t.push(1_704_205_800_000_002_000, 43, 50, 1, false);
+        // A half-cent midpoint print.
+        t.push(1_704_205_800_000_003_000, 44, 187_125, 3, true);
         let mut out = Vec::new();
         push_trade(&mut out, &keys, &t, 0);
         push_trade(&mut out, &keys, &t, 1);
+        push_trade(&mut out, &keys, &t, 2);
         push_candle(
             &mut out,
             &keys,
@@ -173,14 +181,25 @@ mod tests {
             "trade,side=buy,symbol=BRK.B price=185.64,amount=100i,trade_id=42i 1704205800000001000"
         );
         let lines: Vec<_> = parse_lines(&text).collect::<Result<_, _>>().unwrap();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
         assert_eq!(lines[1].field_set[0].1, FieldValue::F64(0.05));
+        assert!(text.contains(" price=187.125,amount=3i,"), "{text}");
+        // Read back as the stores read it: the float times 1,000, rounded.
+        for (line, units) in lines.iter().zip(&t.prices) {
+            let FieldValue::F64(price) = line.field_set[0].1 else {
+                panic!("price is a float");
+            };
+            assert_eq!(
+                (price * PRICE_UNITS_PER_DOLLAR as f64).round() as i64,
+                *units
+            );
+        }
         assert_eq!(
             lines[1].series.tag_set.as_ref().unwrap()[1].1.as_str(),
             "BRK.B"
         );
-        assert_eq!(lines[2].timestamp, Some(60));
-        assert_eq!(lines[2].field_set[6].1, FieldValue::I64(700));
+        assert_eq!(lines[3].timestamp, Some(60));
+        assert_eq!(lines[3].field_set[6].1, FieldValue::I64(700));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Arrow schemas of the two datasets, the writer settings, and the conversions between
-//! record batches and our columns. Prices are `Decimal64(18, 2)` (exact cents), times UTC
-//! timestamps at the load's resolution, the symbol a dictionary.
+//! record batches and our columns. Prices are `Decimal64(18, 3)` (exact units of $0.001, the
+//! model's integers as they are), times UTC timestamps at the load's resolution, the symbol a
+//! dictionary. Files of format 1 (whole cents, `Decimal64(18, 2)`) are read by their scale.
 
 use std::sync::Arc;
 
@@ -21,13 +22,14 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::schema::types::ColumnPath;
 
 use crate::candles::Candle;
-use crate::model::{Nanos, Symbol, TimeResolution, TradeColumns};
+use crate::model::{Nanos, PRICE_DECIMALS, Symbol, TimeResolution, TradeColumns};
 
 /// A row group holds at most this many rows; it usually closes earlier, at a session
 /// boundary ([`super::writer::PartitionWriter::end_session`]).
 const ROW_GROUP_MAX_ROWS: usize = 1024 * 1024;
 
-const PRICE: DataType = DataType::Decimal64(18, 2);
+const PRICE: DataType = DataType::Decimal64(18, PRICE_DECIMALS as i8);
+const NOTIONAL: DataType = DataType::Decimal128(38, PRICE_DECIMALS as i8);
 
 fn symbol_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
@@ -67,7 +69,7 @@ pub fn candles_schema(resolution: TimeResolution) -> SchemaRef {
         Field::new("volume", DataType::UInt64, false),
         Field::new("trades", DataType::UInt64, false),
         // Sum of price x amount in dollars: the vwap's numerator, exact.
-        Field::new("notional", DataType::Decimal128(38, 2), false),
+        Field::new("notional", NOTIONAL, false),
     ]))
 }
 
@@ -75,8 +77,9 @@ pub fn candles_schema(resolution: TimeResolution) -> SchemaRef {
 pub const TRADES_DELTA_COLUMNS: &[&str] = &["time", "trade_id", "price"];
 pub const CANDLES_DELTA_COLUMNS: &[&str] = &["time"];
 
-/// Encodings chosen by measurement (docs/BENCHMARKS.md): sorted times, ids and slowly moving
-/// prices delta-encode to a few bits each; sizes do best as plain values under zstd.
+/// Encodings chosen by measurement (docs/BENCHMARKS.md, docs/STORAGE.md): sorted times, ids
+/// and slowly moving prices delta-encode to a few bits each; sizes, small numbers in 4-byte
+/// words, do best split into byte streams, whose high bytes are nearly all zero, under zstd.
 pub fn writer_properties(delta_columns: &[&str]) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_2_0)
@@ -86,7 +89,8 @@ pub fn writer_properties(delta_columns: &[&str]) -> WriterProperties {
         .set_max_row_group_row_count(Some(ROW_GROUP_MAX_ROWS))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_column_statistics_enabled(ColumnPath::from("time"), EnabledStatistics::Page)
-        .set_column_dictionary_enabled(ColumnPath::from("amount"), false);
+        .set_column_dictionary_enabled(ColumnPath::from("amount"), false)
+        .set_column_encoding(ColumnPath::from("amount"), Encoding::BYTE_STREAM_SPLIT);
     for column in delta_columns {
         props = props
             .set_column_dictionary_enabled(ColumnPath::from(*column), false)
@@ -129,14 +133,20 @@ pub fn raw_times(array: &dyn Array) -> Option<(&[i64], i64)> {
     }
 }
 
-fn price_column(cents: impl Iterator<Item = i64>) -> ArrayRef {
-    let mut b = Decimal64Builder::with_capacity(cents.size_hint().0);
-    b.extend(cents.map(Some));
-    Arc::new(
-        b.finish()
-            .with_precision_and_scale(18, 2)
-            .expect("valid decimal"),
-    )
+fn price_column(units: impl Iterator<Item = i64>) -> ArrayRef {
+    let mut b = Decimal64Builder::with_capacity(units.size_hint().0);
+    b.extend(units.map(Some));
+    Arc::new(b.finish().with_data_type(PRICE))
+}
+
+/// What a decimal column's unscaled values are multiplied by to be in units of $0.001: 1 for
+/// this format's columns, 10 for format 1's whole cents.
+fn to_units(array: &dyn Array) -> i64 {
+    let scale = match array.data_type() {
+        DataType::Decimal64(_, s) | DataType::Decimal128(_, s) => *s,
+        _ => PRICE_DECIMALS as i8,
+    };
+    10i64.pow((PRICE_DECIMALS as i8 - scale).max(0) as u32)
 }
 
 /// One symbol's trades as a batch of [`trades_schema`], built from the columns without
@@ -175,6 +185,7 @@ pub fn candles_batch(
 ) -> RecordBatch {
     let mut notional = Decimal128Builder::with_capacity(candles.len());
     notional.extend(candles.iter().map(|c| Some(c.notional as i128)));
+    let notional = notional.finish().with_data_type(NOTIONAL);
     let columns: Vec<ArrayRef> = vec![
         symbol_column(symbol, candles.len()),
         time_column(candles.iter().map(|c| c.time).collect(), resolution),
@@ -188,12 +199,7 @@ pub fn candles_batch(
         Arc::new(UInt64Array::from_iter_values(
             candles.iter().map(|c| c.trades),
         )),
-        Arc::new(
-            notional
-                .finish()
-                .with_precision_and_scale(38, 2)
-                .expect("valid decimal"),
-        ),
+        Arc::new(notional),
     ];
     RecordBatch::try_new(candles_schema(resolution), columns).expect("columns match the schema")
 }
@@ -218,8 +224,11 @@ pub fn read_trades(
             .iter()
             .map(|k| sides_values.value(*k as usize) == "buy"),
     );
-    out.prices
-        .extend_from_slice(&col(4).as_primitive::<Decimal64Type>().values()[rows.clone()]);
+    let prices = &col(4).as_primitive::<Decimal64Type>().values()[rows.clone()];
+    match to_units(col(4).as_ref()) {
+        1 => out.prices.extend_from_slice(prices),
+        m => out.prices.extend(prices.iter().map(|p| p * m)),
+    }
     out.amounts
         .extend_from_slice(&col(5).as_primitive::<UInt32Type>().values()[rows]);
 }
@@ -233,6 +242,7 @@ pub fn read_candles(
 ) {
     let col = |i: usize| batch.column(i);
     let price = |i: usize| col(i).as_primitive::<Decimal64Type>().values();
+    let m = to_units(col(2).as_ref());
     let (times, _) = raw_times(col(1)).expect("checked by scan");
     let (open, high, low, close) = (price(2), price(3), price(4), price(5));
     let volume = col(6).as_primitive::<UInt64Type>().values();
@@ -240,12 +250,49 @@ pub fn read_candles(
     let notional = col(8).as_primitive::<Decimal128Type>().values();
     out.extend(rows.map(|i| Candle {
         time: times[i] * scale,
-        open: open[i],
-        high: high[i],
-        low: low[i],
-        close: close[i],
+        open: open[i] * m,
+        high: high[i] * m,
+        low: low[i] * m,
+        close: close[i] * m,
         volume: volume[i],
         trades: trades[i],
-        notional: notional[i] as u128,
+        notional: notional[i] as u128 * m as u128,
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_1_whole_cents_read_as_units() {
+        // A trades batch as format 1 wrote it: the same columns, prices decimal(18,2).
+        let symbol = Symbol::new("AAPL").unwrap();
+        let mut trades = TradeColumns::default();
+        trades.push(1_000, 0, 185_640, 100, true);
+        let batch = trades_batch(&symbol, trades.clone(), TimeResolution::Nanos);
+        let mut columns = batch.columns().to_vec();
+        let cents = arrow_array::Decimal64Array::from(vec![18_564])
+            .with_precision_and_scale(18, 2)
+            .unwrap();
+        columns[4] = Arc::new(cents);
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[4] = Field::new("price", DataType::Decimal64(18, 2), false);
+        let old = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut out = TradeColumns::default();
+        read_trades(&old, 0..1, 1, &mut out);
+        assert_eq!(out, trades);
+
+        // Candles: prices and the notional.
+        let candle = Candle::of_trade(0, 187_125, 3);
+        let batch = candles_batch(&symbol, &[candle], TimeResolution::Nanos);
+        let mut back = Vec::new();
+        read_candles(&batch, 0..1, 1, &mut back);
+        assert_eq!(back, [candle]);
+    }
 }
