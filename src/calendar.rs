@@ -12,6 +12,26 @@ use chrono_tz::America::New_York;
 
 use crate::model::Nanos;
 
+/// The years this program handles, at every edge (flags, environment, request bodies, query
+/// parameters): from 1998, the first year whose published NYSE calendar the rules below
+/// reproduce, to 2261, the last whole year that i64 nanoseconds since 1970 hold (they end on
+/// 2262-04-11). Every date inside has its sessions computed without overflow.
+pub const SUPPORTED_YEARS: std::ops::RangeInclusive<i32> = 1998..=2261;
+
+/// Whether `date` lies in [`SUPPORTED_YEARS`].
+pub fn is_supported(date: NaiveDate) -> bool {
+    SUPPORTED_YEARS.contains(&date.year())
+}
+
+/// How an error names the supported range.
+pub fn supported_range() -> String {
+    format!(
+        "the supported years {} to {}",
+        SUPPORTED_YEARS.start(),
+        SUPPORTED_YEARS.end()
+    )
+}
+
 /// Whole-day closures outside the rules, as announced by NYSE.
 pub const SPECIAL_CLOSURES: &[(i32, u32, u32, &str)] = &[
     (2001, 9, 11, "September 11 attacks"),

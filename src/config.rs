@@ -409,11 +409,15 @@ fn exchange_date(s: &str) -> Result<(NaiveDate, Option<calendar::Session>, i64),
         format!("invalid date {s:?}: expected YYYY-MM-DD or an RFC 3339 date-time, e.g. 2024-01-01T00:00:00Z")
     })?;
     let date = instant.naive_utc().date();
-    // The calendar counts sessions in i64 nanoseconds.
     let nanos = instant
         .timestamp_nanos_opt()
-        .filter(|_| (1678..=2261).contains(&chrono::Datelike::year(&date)))
-        .ok_or_else(|| format!("invalid date {s:?}: outside the years 1678 to 2261"))?;
+        .filter(|_| calendar::is_supported(date))
+        .ok_or_else(|| {
+            format!(
+                "invalid date {s:?}: outside {}",
+                calendar::supported_range()
+            )
+        })?;
     Ok((date, calendar::session(date), nanos))
 }
 

@@ -19,25 +19,34 @@ pub enum QueryError {
     Store(#[from] StoreError),
     #[error("invalid time {0:?}: expected RFC 3339 (2024-01-02T14:30:00Z) or a date (2024-01-02)")]
     Time(String),
+    #[error("time {0:?} is outside {range}", range = crate::calendar::supported_range())]
+    Unsupported(String),
     #[error("empty range: start {start} is not before end {end}")]
     Range { start: String, end: String },
 }
 
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 
-/// Parses RFC 3339, or a date meaning its local midnight in `tz`.
+/// Parses RFC 3339, or a date meaning its local midnight in `tz`, within
+/// [`calendar::SUPPORTED_YEARS`](crate::calendar::SUPPORTED_YEARS).
 pub fn parse_time(s: &str, tz: Tz) -> Result<Nanos> {
     let err = || QueryError::Time(s.to_string());
+    let outside = || QueryError::Unsupported(s.to_string());
     let instant = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        if !crate::calendar::is_supported(t.naive_utc().date()) {
+            return Err(outside());
+        }
         t.timestamp_nanos_opt()
     } else {
         let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| err())?;
-        let midnight = date.and_hms_opt(0, 0, 0).expect("valid time");
-        tz.from_local_datetime(&midnight)
+        if !crate::calendar::is_supported(date) {
+            return Err(outside());
+        }
+        tz.from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
             .earliest()
             .and_then(|t| t.timestamp_nanos_opt())
     };
-    instant.ok_or_else(err)
+    instant.ok_or_else(outside)
 }
 
 /// A half-open time range, validated non-empty.
@@ -117,7 +126,8 @@ mod tests {
     #[test]
     fn times_parse_as_rfc3339_or_local_dates() {
         assert_eq!(
-            parse_time("1970-01-01T00:00:00.000000001Z", New_York).unwrap(),
+            parse_time("2024-01-01T00:00:00.000000001Z", New_York).unwrap()
+                - 1_704_067_200_000_000_000,
             1
         );
         let d = parse_time("2024-01-02", New_York).unwrap();
@@ -136,8 +146,28 @@ mod tests {
             "2024-01-02T25:00:00Z",
             "2024-01-02 10:00",
         ] {
-            assert!(parse_time(bad, New_York).is_err(), "{bad:?}");
+            assert!(
+                matches!(parse_time(bad, New_York), Err(QueryError::Time(_))),
+                "{bad:?}"
+            );
         }
+        // Times outside the supported years are refused, naming them.
+        for outside in [
+            "1500-01-01",
+            "1997-12-31",
+            "2262-01-01",
+            "9999-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "1997-12-31T23:59:59Z",
+        ] {
+            let e = parse_time(outside, New_York).unwrap_err();
+            assert!(
+                e.to_string().contains("the supported years 1998 to 2261"),
+                "{outside}: {e}"
+            );
+        }
+        assert!(parse_time("1998-01-01T00:00:00Z", New_York).is_ok());
+        assert!(parse_time("2261-12-31", New_York).is_ok());
         assert!(range(2, 1).is_err() && range(1, 1).is_err() && range(1, 2).is_ok());
     }
 }

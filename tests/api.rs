@@ -276,6 +276,24 @@ fn invalid_parameters_get_problem_details() {
             "end",
         ),
     ];
+    // Well-formed times outside the supported years are refused, naming them.
+    for path in [
+        "/api/v1/candles?symbol=AAPL&interval=1d&start=1500-01-01&end=2024-03-02",
+        "/api/v1/trades?symbol=AAPL&start=2024-03-01&end=9999-01-01T00:00:00Z",
+    ] {
+        let (status, body) = problem(path);
+        assert_eq!(
+            (status, &body["code"]),
+            (400, &serde_json::json!("invalid_time")),
+            "{path}"
+        );
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("the supported years 1998 to 2261")),
+            "{path}: {body}"
+        );
+    }
     for (path, code, param) in cases {
         let (status, body) = problem(path);
         assert_eq!(status, 400, "{path}");

@@ -162,6 +162,17 @@ fn ingestion_settings_are_validated() {
         ),
         (json!({"trade": 5}), "invalid_body", "body"),
         (json!([1, 2]), "invalid_body", "body"),
+        // Outside the supported years: refused before any calendar arithmetic can overflow.
+        (
+            json!({"trades": 1000, "start": "0479-04-18", "end": "0479-05-01"}),
+            "invalid_load",
+            "body",
+        ),
+        (
+            json!({"trades": 1000, "start": "2300-01-01", "end": "2300-02-01"}),
+            "invalid_load",
+            "body",
+        ),
     ] {
         let r = Client::new().post(&create).json(&body).send().unwrap();
         assert_eq!(r.headers()["content-type"], "application/problem+json");

@@ -269,6 +269,11 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
         "load --start 2024-03-02 --end 2024-03-03",
         "load --start 2024-03-05 --end 2024-03-01",
         "load --retention forever",
+        "load --trades 1000 --start 1500-01-01 --end 1500-02-01",
+        "load --trades 1000 --start 1997-01-01 --end 1997-02-01",
+        "load --trades 1000 --start 2262-01-01 --end 2262-02-01",
+        "load --trades 1000 --start 0001-01-01T00:00:00Z",
+        "candles --symbol AAPL --interval 1m --start 1500-01-01 --end 2024-03-02",
         "candles --symbol AAPL --interval 0m --start 2024-03-01 --end 2024-03-02",
         "candles --symbol AAPL --interval 1y --start 2024-03-01 --end 2024-03-02",
         "candles --symbol AAPL --interval 1m --start yesterday --end 2024-03-02",
@@ -289,6 +294,16 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
         assert!(!out.status.success(), "{args:?} succeeded");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if args.contains("1500-")
+            || args.contains("0001-")
+            || args.contains("199")
+            || args.contains("2262-")
+        {
+            assert!(
+                err.contains("the supported years 1998 to 2261"),
+                "{args:?}: {err}"
+            );
+        }
     }
     // Reading an empty directory says what to do.
     let empty = tempfile::tempdir().unwrap();

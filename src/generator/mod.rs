@@ -57,6 +57,8 @@ pub enum GeneratorError {
     Range { start: NaiveDate, end: NaiveDate },
     #[error("no NYSE session between {start} and {end}")]
     NoSessions { start: NaiveDate, end: NaiveDate },
+    #[error("date {0} is outside {range}", range = calendar::supported_range())]
+    Unsupported(NaiveDate),
 }
 
 pub type Result<T, E = GeneratorError> = std::result::Result<T, E>;
@@ -224,6 +226,12 @@ impl MarketPlan {
             }
         }
         let (start, end) = (config.start, config.end);
+        if let Some(outside) = [start, end]
+            .into_iter()
+            .find(|d| !calendar::is_supported(*d))
+        {
+            return Err(GeneratorError::Unsupported(outside));
+        }
         if start > end {
             return Err(GeneratorError::Range { start, end });
         }

@@ -44,6 +44,10 @@ pub fn watch<T: Send>(
     std::thread::scope(|scope| {
         scope.spawn(|| report(progress, stopped, batches));
         scope.spawn(|| cancel_on_signal(progress, finished));
+        // Owned by this closure, so that a panic in `work` drops them on its way out: both
+        // threads then end, and the scope passes the panic on instead of waiting for them for
+        // ever.
+        let (stop_reporting, done) = (stop_reporting, done);
         let result = work();
         let _ = stop_reporting.send(());
         let _ = done.send(());
@@ -121,5 +125,25 @@ fn report(progress: &Progress, stopped: mpsc::Receiver<()>, batches: Option<&Bat
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_work_ends_the_watch_instead_of_hanging_it() {
+        let (ended, watched) = mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = std::panic::catch_unwind(|| {
+                watch(&Progress::default(), None, || -> () {
+                    panic!("the work failed");
+                })
+            });
+            let _ = ended.send(outcome.is_err());
+        });
+        // A guard against the hang this test is about, not a timing assertion.
+        assert_eq!(watched.recv_timeout(Duration::from_secs(60)), Ok(true));
     }
 }

@@ -25,6 +25,9 @@ fn binary() -> PathBuf {
 }
 
 impl Influxd {
+    /// Starts a server on free ports. A port found free can be taken again before influxd
+    /// binds it (by another test's server or an outgoing connection), and influxd then exits:
+    /// it is started again on other ports.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut server = Self {
@@ -32,15 +35,21 @@ impl Influxd {
             port: free_port(),
             child: None,
         };
-        server.spawn();
-        server
+        for _ in 0..5 {
+            if server.spawn() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("influxd exited at every start: are its ports being taken?");
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process on `self.port` and waits for it; false if it exited instead.
+    fn spawn(&mut self) -> bool {
         let d = self.dir.path();
         let config = format!(
             "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
@@ -63,26 +72,34 @@ impl Influxd {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    /// Waits for `/ping` to answer 204: the server's own readiness signal.
-    fn wait_ready(&self) {
+    /// Waits for `/ping` to answer 204, the server's own readiness signal, or for the process
+    /// to exit (a port it was given was taken meanwhile); true if it is ready.
+    fn wait_ready(&mut self) -> bool {
         let url = format!("{}/ping", self.url());
         let client = reqwest::blocking::Client::new();
-        super::poll_until(
-            "influxd to answer /ping with 204",
+        let Some(child) = self.child.as_mut() else {
+            return false;
+        };
+        let ready = super::poll_until(
+            "influxd to answer /ping with 204, or to exit",
             super::DEADLINE,
             || {
-                client
-                    .get(&url)
-                    .send()
-                    .map(|r| r.status().as_u16())
-                    .map_err(|e| e.to_string())
+                // Exited first: whatever answers on the port is not this server.
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return Some(false);
+                }
+                let answer = client.get(&url).send().map(|r| r.status().as_u16());
+                answer.is_ok_and(|s| s == 204).then_some(true)
             },
-            |answer| *answer == Ok(204),
-        )
-        .expect("the poll ends only on an answer");
+            Option::is_some,
+        );
+        if ready != Some(true) {
+            self.child = None;
+        }
+        ready == Some(true)
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -96,7 +113,11 @@ impl Influxd {
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "influxd did not start again on port {}",
+            self.port
+        );
     }
 }
 
