@@ -232,23 +232,45 @@ fn run(target: &Target, job: &Job) {
         inner.state = JobState::Running;
         inner.started = Some(Instant::now());
     }
-    let result = super::run(target, &job.spec, &job.progress, &job.stats);
+    // A panic in the load must still end the job, or it would read as running for ever and
+    // every later start would be refused as busy.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::run(target, &job.spec, &job.progress, &job.stats)
+    }));
+    finish(job, result);
+}
+
+/// Records how `job` ended, logs it, and wakes whoever waits for the end.
+fn finish(job: &Job, result: std::thread::Result<super::Result<super::LoadSummary>>) {
     {
         let mut inner = job.lock();
         inner.ended = Some(Instant::now());
         match result {
-            Ok(_) => inner.state = JobState::Completed,
-            Err(IngestError::Cancelled) => inner.state = JobState::Cancelled,
-            Err(e) => {
+            Ok(Ok(_)) => inner.state = JobState::Completed,
+            Ok(Err(IngestError::Cancelled)) => inner.state = JobState::Cancelled,
+            Ok(Err(e)) => {
                 tracing::error!(job = job.id, error = %crate::telemetry::chain(&e), "load failed");
                 inner.state = JobState::Failed;
                 inner.error = Some(public_message(&e));
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(job = job.id, panic = %what, "load panicked");
+                inner.state = JobState::Failed;
+                inner.error = Some(INTERNAL_FAILURE.into());
             }
         }
         tracing::info!(job = job.id, state = ?inner.state, "load ended");
     }
     job.ended.send_replace(true);
 }
+
+/// What a client reads of a failure whose details only the server log may hold.
+const INTERNAL_FAILURE: &str = "the load failed; the server log has the details";
 
 /// What a client may read of a failure: what to do about it, never a path, host or detail of
 /// the server's internals (those are in the log line above).
@@ -271,6 +293,43 @@ fn public_message(e: &IngestError) -> String {
         }
         IngestError::Generator(g) => g.to_string(),
         IngestError::Unsupported(_) => e.to_string(),
-        _ => "the load failed; the server log has the details".into(),
+        _ => INTERNAL_FAILURE.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_load_ends_failed_and_wakes_its_waiters() {
+        let jobs = Jobs::new(Target::Parquet {
+            dir: std::path::PathBuf::from("unused"),
+        });
+        let job = Arc::new(Job {
+            id: 1,
+            spec: LoadSpec::new(crate::generator::GeneratorConfig::default()),
+            progress: Progress::default(),
+            stats: Arc::default(),
+            inner: Mutex::new(JobInner {
+                state: JobState::Running,
+                started: Some(Instant::now()),
+                ended: None,
+                error: None,
+            }),
+            ended: tokio::sync::watch::Sender::new(false),
+        });
+        lock(&jobs.jobs).push(job.clone());
+        let panic =
+            std::panic::catch_unwind(|| -> super::super::Result<super::super::LoadSummary> {
+                panic!("index out of bounds")
+            });
+        finish(&job, panic);
+        let status = job.status("parquet");
+        assert_eq!(status.state, JobState::Failed);
+        assert_eq!(status.error.as_deref(), Some(INTERNAL_FAILURE));
+        assert!(*job.ended.borrow());
+        // No longer busy: the next load may start.
+        assert!(matches!(jobs.cancel_running(), Err(JobError::NotRunning)));
     }
 }
