@@ -11,7 +11,7 @@ use common::influx::{claim_of, claimants, expired_claim_of, load_in_shards, run,
 use common::influxd::Influxd;
 use common::{DEADLINE, assert_verifies, poll_until};
 use ohlcv::generator::GeneratorConfig;
-use ohlcv::ingest::{IngestError, LoadSpec, Progress};
+use ohlcv::ingest::{IngestError, Progress};
 use ohlcv::ingest::{RetryPolicy, WriteOptions};
 use ohlcv::store::StoreError;
 use ohlcv::store::influx::client::Client;
@@ -334,13 +334,7 @@ fn replace_deletes_a_dead_loads_claim_and_claims_anew() {
     let o = options(load.clone(), influx.clone(), checkpoints.path());
     assert!(refused(&run(&o).0).is_some());
 
-    let replace = InfluxLoad {
-        spec: LoadSpec {
-            replace: true,
-            ..o.spec
-        },
-        ..o
-    };
+    let replace = o.replacing();
     assert_eq!(run(&replace).0.unwrap().written, 20_000);
     assert_eq!(claimants(&influx), vec![claim_of(&load).fingerprint]);
     let store = influx::open(influx).unwrap();
@@ -421,13 +415,7 @@ fn replace_waits_for_a_different_load_still_writing() {
     );
     let load = common::small_config(20_000);
     let o = options(load.clone(), influx.clone(), checkpoints.path());
-    let replace = InfluxLoad {
-        spec: LoadSpec {
-            replace: true,
-            ..o.spec
-        },
-        ..o
-    };
+    let replace = o.replacing();
     let progress = Progress::default();
     std::thread::scope(|scope| {
         let first = scope.spawn(|| run_with(&running, &progress).0);

@@ -677,15 +677,7 @@ fn a_different_load_is_refused_unless_replaced() {
         err.contains("different load") && err.contains("--replace"),
         "{err}"
     );
-    run(&InfluxLoad {
-        spec: ohlcv::ingest::LoadSpec {
-            replace: true,
-            ..o.spec
-        },
-        ..o
-    })
-    .0
-    .unwrap();
+    run(&o.replacing()).0.unwrap();
     assert_eq!(
         h.state.points.lock().unwrap().len(),
         expected_points(&second)
@@ -739,15 +731,7 @@ fn a_different_loads_claim_refuses_a_load_until_replaced() {
     shard.spec.shard = ohlcv::ingest::Shard { index: 0, count: 2 };
     assert!(run(&shard).0.unwrap().written > 0);
 
-    run(&InfluxLoad {
-        spec: ohlcv::ingest::LoadSpec {
-            replace: true,
-            ..o.spec
-        },
-        ..o
-    })
-    .0
-    .unwrap();
+    run(&o.replacing()).0.unwrap();
     assert_eq!(h.state.points.lock().unwrap().len(), expected_points(&load));
     assert_eq!(
         claimants(&h.config("trades")),

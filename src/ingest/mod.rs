@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::generator::{GeneratorConfig, GeneratorError};
 use crate::model::{NANOS_PER_DAY, Nanos};
 use crate::store::StoreError;
+use crate::store::influx::InfluxConfig;
 pub use crate::store::influx::write::{BatchStats, BatchSummary, RetryPolicy, WriteOptions};
-use crate::store::influx::{Api, InfluxConfig};
 use crate::store::publish::DirLock;
 pub use progress::Progress;
 
@@ -166,13 +166,7 @@ impl Target {
     pub fn describe(&self) -> String {
         match self {
             Target::Parquet { dir } => dir.display().to_string(),
-            Target::Influx { config, .. } => {
-                let place = match config.api {
-                    Api::V2 => format!("org {} bucket {}", config.org, config.bucket),
-                    Api::V1 => format!("database {}", config.database),
-                };
-                format!("{} {place}", config.public_url())
-            }
+            Target::Influx { config, .. } => config.target(),
         }
     }
 }

@@ -52,6 +52,17 @@ impl InfluxLoad {
             Target::Parquet { .. } => unreachable!("an InfluxDB load"),
         }
     }
+
+    /// The same load with `--replace`.
+    pub fn replacing(self) -> Self {
+        Self {
+            spec: LoadSpec {
+                replace: true,
+                ..self.spec
+            },
+            ..self
+        }
+    }
 }
 
 /// Loads `load` into `influx` with a suite's `write` settings, checkpointing in `checkpoints`.

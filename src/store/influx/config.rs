@@ -56,8 +56,13 @@ impl InfluxConfig {
     /// Where the data goes, as said in messages and checkpoints (no credentials).
     pub fn target(&self) -> String {
         match self.api {
-            Api::V2 => format!("{} org {} bucket {}", self.url, self.org, self.bucket),
-            Api::V1 => format!("{} database {}", self.url, self.database),
+            Api::V2 => format!(
+                "{} org {} bucket {}",
+                self.public_url(),
+                self.org,
+                self.bucket
+            ),
+            Api::V1 => format!("{} database {}", self.public_url(), self.database),
         }
     }
 
@@ -169,6 +174,12 @@ mod tests {
             auth["authorization"].to_str().unwrap(),
             "Token s3cr3t-token"
         );
+        // A password in the URL stays out of the target named in messages and logs.
+        let with_user = InfluxConfig {
+            url: InfluxConfig::parse_url("http://admin:s3cr3t-pw@127.0.0.1:8086/").unwrap(),
+            ..config(Api::V1)
+        };
+        assert_eq!(with_user.target(), "http://127.0.0.1:8086/ database trades");
     }
 
     #[test]
