@@ -151,6 +151,7 @@ pub struct StoreArgs {
     #[arg(long, global = true, env = "INFLUXDB_BUCKET", default_value = "trades")]
     pub influxdb_bucket: String,
     /// Retention of the bucket or database created by `ohlcv influx setup`: <n>d, <n>w, <n>y.
+    /// A load refuses dates older than it. (The embedded store keeps everything.)
     #[arg(long, global = true, env = "INFLUXDB_RETENTION", default_value = "10y", value_parser = parse_retention_days)]
     pub influxdb_retention: u32,
     #[arg(long, global = true, env = "INFLUXDB_API", value_enum, default_value_t = Api::V2)]
@@ -334,9 +335,6 @@ pub struct LoadArgs {
     /// Replace a different load already in the data directory (or the InfluxDB target).
     #[arg(long, env = "OHLCV_REPLACE")]
     pub replace: bool,
-    /// Keep data this long: <n>d, <n>w or <n>y (365 days).
-    #[arg(long, env = "OHLCV_RETENTION", default_value = "10y", value_parser = parse_retention_days)]
-    pub retention: u32,
 
     /// InfluxDB: lines per write request. Also read from BATCH_SIZE.
     #[arg(long, env = "OHLCV_BATCH_LINES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -395,8 +393,6 @@ impl LoadArgs {
             resume: self.resume,
             shard: self.shard,
             threads: self.threads,
-            retention_days: self.retention,
-            as_of: None,
         }
     }
 }

@@ -268,7 +268,7 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
         "load --start 2024-02-30",
         "load --start 2024-03-02 --end 2024-03-03",
         "load --start 2024-03-05 --end 2024-03-01",
-        "load --retention forever",
+        "load --store influxdb --influxdb-retention forever",
         "load --trades 1000 --start 1500-01-01 --end 1500-02-01",
         "load --trades 1000 --start 1997-01-01 --end 1997-02-01",
         "load --trades 1000 --start 2262-01-01 --end 2262-02-01",

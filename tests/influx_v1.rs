@@ -441,3 +441,53 @@ fn replace_waits_for_a_different_load_still_writing() {
     assert_verifies(&*store, (100, 8), 20_000);
     assert_eq!(claimants(&influx), vec![claim_of(&load).fingerprint]);
 }
+
+#[test]
+fn a_load_older_than_the_retention_fails_saying_why() {
+    let server = Influxd::start();
+    let checkpoints = tempfile::tempdir().unwrap();
+
+    // Refused up front when the configured retention does not reach back to the load.
+    let short = InfluxConfig {
+        retention_days: 30,
+        ..config(&server, "short")
+    };
+    setup(&short).unwrap();
+    let err = run(&options(
+        common::small_config(1_000),
+        short.clone(),
+        checkpoints.path(),
+    ))
+    .0
+    .unwrap_err();
+    assert!(
+        matches!(err, IngestError::BeyondRetention { days: 30, .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("30 days") && message.contains("--influxdb-retention"),
+        "{message}"
+    );
+    assert_eq!(trades_stored(&short), 0);
+
+    // A target whose own retention is shorter than configured: the server's refusal ends it.
+    let created_short = InfluxConfig {
+        retention_days: 1,
+        ..config(&server, "created_short")
+    };
+    setup(&created_short).unwrap();
+    let err = run(&options(
+        common::small_config(1_000),
+        InfluxConfig {
+            retention_days: 3650,
+            ..created_short.clone()
+        },
+        checkpoints.path(),
+    ))
+    .0
+    .unwrap_err();
+    let chain = ohlcv::telemetry::chain(&err);
+    assert!(chain.contains("beyond retention policy"), "{chain}");
+    assert_eq!(trades_stored(&created_short), 0);
+}

@@ -291,6 +291,9 @@ fn public_message(e: &IngestError) -> String {
         IngestError::Store(StoreError::Unavailable(_)) => {
             "the store is unreachable; the load can be resumed".into()
         }
+        IngestError::BeyondRetention { first, days, .. } => format!(
+            "the load's first session ({first}) is older than the store's retention of {days} days: load later dates"
+        ),
         IngestError::Generator(g) => g.to_string(),
         IngestError::Unsupported(_) => e.to_string(),
         _ => INTERNAL_FAILURE.into(),
@@ -331,5 +334,20 @@ mod tests {
         assert!(*job.ended.borrow());
         // No longer busy: the next load may start.
         assert!(matches!(jobs.cancel_running(), Err(JobError::NotRunning)));
+    }
+
+    #[test]
+    fn a_refusal_beyond_retention_tells_the_client_what_to_do_without_the_host() {
+        let e = IngestError::BeyondRetention {
+            first: chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
+            target: "http://influx.internal:8086 bucket trades".into(),
+            days: 30,
+        };
+        let message = public_message(&e);
+        assert!(
+            message.contains("2024-01-02") && message.contains("30 days"),
+            "{message}"
+        );
+        assert!(!message.contains("influx.internal"), "{message}");
     }
 }

@@ -25,11 +25,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::generator::{GeneratorConfig, GeneratorError};
-use crate::model::{NANOS_PER_DAY, Nanos};
 use crate::store::StoreError;
 use crate::store::influx::InfluxConfig;
 pub use crate::store::influx::write::{BatchStats, BatchSummary, RetryPolicy, WriteOptions};
@@ -48,6 +47,18 @@ pub enum IngestError {
     Checkpoint(#[source] StoreError),
     #[error("{0} is supported for InfluxDB loads only")]
     Unsupported(&'static str),
+    /// InfluxDB drops points older than its retention: refused before anything is written.
+    #[error(
+        "the load's first session ({first}) is older than the retention of {target} ({days} days \
+         from now), so the server would drop its trades: load later dates, or set a longer \
+         --influxdb-retention (INFLUXDB_RETENTION) for a new target; an existing one keeps its \
+         own retention until changed on the server"
+    )]
+    BeyondRetention {
+        first: NaiveDate,
+        target: String,
+        days: u32,
+    },
 }
 
 impl From<crate::store::influx::InfluxError> for IngestError {
@@ -75,12 +86,6 @@ pub struct LoadSpec {
     /// Generator threads; 0 means one per core. The trades do not depend on it.
     #[serde(skip)]
     pub threads: usize,
-    /// Data ending more than this many days before `as_of` is not written.
-    #[serde(skip)]
-    pub retention_days: u32,
-    /// The instant retention is measured from; `None` is the clock when the load starts.
-    #[serde(skip)]
-    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl LoadSpec {
@@ -92,15 +97,7 @@ impl LoadSpec {
             resume: false,
             shard: Shard::ALL,
             threads: 0,
-            retention_days: 3650,
-            as_of: None,
         }
-    }
-
-    /// Data ending at or before this instant is beyond the retention.
-    pub(crate) fn retention_cutoff(&self) -> Nanos {
-        let now = self.as_of.unwrap_or_else(Utc::now);
-        now.timestamp_nanos_opt().unwrap_or(i64::MAX) - self.retention_days as i64 * NANOS_PER_DAY
     }
 
     /// Worker threads to run (`0` means one per core).
@@ -188,7 +185,7 @@ pub enum Unit {
 /// What a load did. Its `Display` is the summary `ohlcv load` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoadSummary {
-    /// Trades the load consists of (less any beyond retention, and only this shard's).
+    /// Trades the load consists of (only this shard's).
     pub trades: u64,
     /// Trades written by this run (the rest were already stored).
     pub written: u64,
@@ -197,8 +194,6 @@ pub struct LoadSummary {
     pub units: usize,
     /// Units already stored, skipped by this run.
     pub skipped: usize,
-    /// Units beyond retention, not written (and removed where present).
-    pub expired: usize,
     pub seconds: f64,
     pub trades_per_second: f64,
     pub peak_rss_bytes: Option<u64>,
@@ -219,15 +214,11 @@ impl fmt::Display for LoadSummary {
             Unit::Partitions => ("partitions", "already on disk"),
             Unit::Chunks => ("chunks", "already acknowledged"),
         };
-        write!(
+        writeln!(
             f,
-            "written         {} ({} {unit}, {} {stored}",
+            "written         {} ({} {unit}, {} {stored})",
             self.written, self.units, self.skipped
         )?;
-        if self.unit == Unit::Partitions {
-            write!(f, ", {} beyond retention", self.expired)?;
-        }
-        writeln!(f, ")")?;
         writeln!(f, "seconds         {:.2}", self.seconds)?;
         writeln!(f, "trades/s        {:.0}", self.trades_per_second)?;
         match self.peak_rss_bytes {

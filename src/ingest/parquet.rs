@@ -61,7 +61,7 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
     let store = ParquetStore::new(dir);
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
 
-    let mut manifest = Manifest::new(spec.load.clone(), spec.retention_days);
+    let mut manifest = Manifest::new(spec.load.clone());
     match Manifest::read(dir)? {
         Some(existing) if !existing.same_load(&manifest) => {
             if !spec.replace {
@@ -77,15 +77,10 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
     }
     store.remove_temporary_files()?;
 
-    let cutoff = spec.retention_cutoff();
-    let mut expired = 0;
     let mut skipped = 0;
     let mut todo = Vec::new();
     for planned in layout::plan(&plan) {
-        if planned.partition.end <= cutoff {
-            store.remove_partition(&planned.partition)?;
-            expired += 1;
-        } else if store.has_partition(&planned.partition) {
+        if store.has_partition(&planned.partition) {
             skipped += 1;
             manifest.partitions.push(planned.partition);
         } else {
@@ -144,7 +139,6 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
         unit: Unit::Partitions,
         units: manifest.partitions.len(),
         skipped,
-        expired,
         seconds,
         trades_per_second: to_write as f64 / seconds.max(1e-9),
         peak_rss_bytes: telemetry::peak_rss_bytes(),

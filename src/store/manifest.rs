@@ -22,10 +22,9 @@ pub struct Manifest {
     pub generator_version: u32,
     /// The load's settings: together with the generator version they fix every trade.
     pub load: GeneratorConfig,
-    /// True once every partition of the load not beyond retention is written.
+    /// True once every partition of the load is written. (Manifests written before the
+    /// embedded store dropped retention also carry `retention_days`, which reads ignore.)
     pub complete: bool,
-    /// Retention in days; partitions ending before `now - retention` are removed on load.
-    pub retention_days: u32,
     pub partitions: Vec<Partition>,
 }
 
@@ -44,13 +43,12 @@ pub struct Partition {
 }
 
 impl Manifest {
-    pub fn new(load: GeneratorConfig, retention_days: u32) -> Self {
+    pub fn new(load: GeneratorConfig) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             generator_version: GENERATOR_VERSION,
             load,
             complete: false,
-            retention_days,
             partitions: Vec::new(),
         }
     }
@@ -123,29 +121,23 @@ mod tests {
     #[test]
     fn fingerprints_are_equal_exactly_for_the_same_load() {
         let load = GeneratorConfig::default();
-        let a = Manifest::new(load.clone(), 3650);
-        // Progress, completion and retention do not change which trades a load writes.
-        let mut b = Manifest::new(load.clone(), 30);
+        let a = Manifest::new(load.clone());
+        // Progress and completion do not change which trades a load writes.
+        let mut b = Manifest::new(load.clone());
         b.complete = true;
         assert!(a.same_load(&b));
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.fingerprint().len(), 16);
 
         let mut others = vec![
-            Manifest::new(
-                GeneratorConfig {
-                    seed: load.seed + 1,
-                    ..load.clone()
-                },
-                3650,
-            ),
-            Manifest::new(
-                GeneratorConfig {
-                    trades: load.trades + 1,
-                    ..load.clone()
-                },
-                3650,
-            ),
+            Manifest::new(GeneratorConfig {
+                seed: load.seed + 1,
+                ..load.clone()
+            }),
+            Manifest::new(GeneratorConfig {
+                trades: load.trades + 1,
+                ..load.clone()
+            }),
         ];
         let mut newer = a.clone();
         newer.generator_version += 1;
@@ -154,5 +146,13 @@ mod tests {
             assert!(!a.same_load(&other));
             assert_ne!(a.fingerprint(), other.fingerprint());
         }
+    }
+
+    #[test]
+    fn manifests_from_before_retention_was_dropped_still_read() {
+        let mut old = serde_json::to_value(Manifest::new(GeneratorConfig::default())).unwrap();
+        old["retention_days"] = 3650.into();
+        let read = Manifest::parse(old.to_string().as_bytes(), "manifest.json").unwrap();
+        assert_eq!(read, Manifest::new(GeneratorConfig::default()));
     }
 }

@@ -138,7 +138,7 @@ pub fn load_in_shards(
 /// The claim the load of `load` (in any shard) writes when it starts, as `ingest` builds it:
 /// now, leased for the next ten minutes.
 pub fn claim_of(load: &GeneratorConfig) -> Claim {
-    let manifest = Manifest::new(load.clone(), 3650);
+    let manifest = Manifest::new(load.clone());
     let time = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     Claim {
         fingerprint: manifest.fingerprint(),

@@ -60,9 +60,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Instant;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use rand::SeedableRng;
 
 use super::{BatchStats, IngestError, LoadSpec, LoadSummary, Progress, Result, Shard, Unit};
+use crate::calendar::Session;
 use crate::generator::MarketPlan;
 use crate::store::influx::line_protocol::{self, SeriesKeys};
 use crate::store::influx::write::{Batch, WriteOptions, Writer};
@@ -91,16 +93,17 @@ pub(super) fn load(
         spec.resume,
     )?;
 
+    refuse_beyond_retention(config, plan.sessions())?;
+
     // Chunks are numbered symbol-major; the shard and the checkpoint pick which to write.
     let sessions = plan.sessions().len();
-    let cutoff = spec.retention_cutoff();
     let mut todo: Vec<(u32, usize, usize)> = Vec::new();
     let mut total = 0;
     let mut skipped = 0;
     for s in 0..plan.symbols().len() {
         for d in 0..sessions {
             let id = (s * sessions + d) as u32;
-            if !spec.shard.owns(id) || plan.sessions()[d].close <= cutoff {
+            if !spec.shard.owns(id) {
                 continue;
             }
             total += plan.chunk(s, d).count;
@@ -114,7 +117,7 @@ pub(super) fn load(
     let to_write: u64 = todo.iter().map(|(_, s, d)| plan.chunk(*s, *d).count).sum();
     progress.total.store(to_write, Ordering::Relaxed);
 
-    let mut manifest = Manifest::new(spec.load.clone(), spec.retention_days);
+    let mut manifest = Manifest::new(spec.load.clone());
     // Two loads in one bucket would mix their trades: refuse, or clear it when told to.
     match influx::open(config.clone())?.manifest() {
         Ok(existing) if !existing.same_load(&manifest) => {
@@ -147,7 +150,6 @@ pub(super) fn load(
     manifest.partitions = layout::plan(&plan)
         .into_iter()
         .map(|planned| planned.partition)
-        .filter(|p| p.end > cutoff)
         .collect();
     let manifest_time = plan.sessions()[0].open;
 
@@ -239,7 +241,6 @@ pub(super) fn load(
             unit: Unit::Chunks,
             units: todo.len() + skipped,
             skipped,
-            expired: 0,
             seconds,
             trades_per_second: to_write as f64 / seconds.max(1e-9),
             peak_rss_bytes: telemetry::peak_rss_bytes(),
@@ -252,4 +253,60 @@ pub(super) fn load(
         tracing::warn!(error = %telemetry::chain(&e), "could not end the load's claim");
     }
     outcome
+}
+
+/// A day's margin, since the load takes time and the server measures retention when it writes.
+const RETENTION_MARGIN_DAYS: i64 = 1;
+
+/// InfluxDB drops points older than its retention, and a load missing them would never
+/// complete: refuse it up front. The configured retention is the one `ohlcv influx setup`
+/// gives a new target; a target with a shorter one rejects the points, and the load fails with
+/// the server's message.
+fn refuse_beyond_retention(config: &InfluxConfig, sessions: &[Session]) -> Result<()> {
+    match first_beyond_retention(config.retention_days, sessions, Utc::now()) {
+        Some(first) => Err(IngestError::BeyondRetention {
+            first,
+            target: config.target(),
+            days: config.retention_days,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The first session's date if it opens before `now - days` (less the margin).
+fn first_beyond_retention(
+    days: u32,
+    sessions: &[Session],
+    now: DateTime<Utc>,
+) -> Option<NaiveDate> {
+    let first = sessions.first()?;
+    let keep = chrono::Duration::days(i64::from(days) - RETENTION_MARGIN_DAYS);
+    let cutoff = now
+        .checked_sub_signed(keep)
+        .and_then(|t| t.timestamp_nanos_opt())
+        .unwrap_or(i64::MIN);
+    (first.open < cutoff).then_some(first.date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_older_than_the_retention_is_refused_and_a_newer_one_is_not() {
+        let day = |d| NaiveDate::from_ymd_opt(2024, 3, d).unwrap();
+        let sessions = crate::calendar::sessions(day(4), day(8));
+        let days_later = |d: u32, n: i64| {
+            day(d).and_hms_opt(12, 0, 0).unwrap().and_utc() + chrono::Duration::days(n)
+        };
+        assert_eq!(
+            first_beyond_retention(30, &sessions, days_later(4, 28)),
+            None
+        );
+        assert_eq!(
+            first_beyond_retention(30, &sessions, days_later(4, 30)),
+            Some(day(4))
+        );
+        assert_eq!(first_beyond_retention(30, &[], days_later(4, 400)), None);
+    }
 }

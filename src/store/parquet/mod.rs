@@ -5,7 +5,7 @@
 //! - [`writer`]: a partition's two files, published only once complete;
 //! - [`scan`]: one symbol's rows in a time range, pruned by row-group statistics;
 //! - `cache`: the manifest and decoded candles, kept between calls;
-//! - here: [`ParquetStore`], its housekeeping (resume, retention, replace) and its
+//! - here: [`ParquetStore`], its housekeeping (resume, replace) and its
 //!   [`Store`] implementation.
 //!
 //! Files are written under a temporary name, fsynced and renamed ([`crate::store::publish`]):
@@ -121,15 +121,6 @@ impl ParquetStore {
         resolution: TimeResolution,
     ) -> Result<PartitionWriter> {
         PartitionWriter::create(&self.dir, partition, resolution)
-    }
-
-    /// Deletes both files of a partition (for retention).
-    pub fn remove_partition(&self, partition: &Partition) -> Result<()> {
-        let files = PartitionFiles::of(partition);
-        for file in [files.trades, files.candles] {
-            remove(&self.dir.join(file), |p| fs::remove_file(p))?;
-        }
-        Ok(())
     }
 
     /// Removes leftovers of interrupted writes: temporary files nobody will publish.
