@@ -79,75 +79,81 @@ pub enum Closure {
     Special(&'static str),
 }
 
-fn nth_weekday(year: i32, month: u32, weekday: Weekday, n: u8) -> NaiveDate {
-    NaiveDate::from_weekday_of_month_opt(year, month, weekday, n).expect("every month has 4")
+fn nth_weekday(year: i32, month: u32, weekday: Weekday, n: u8) -> Option<NaiveDate> {
+    NaiveDate::from_weekday_of_month_opt(year, month, weekday, n)
 }
 
-fn last_weekday(year: i32, month: u32, weekday: Weekday) -> NaiveDate {
-    NaiveDate::from_weekday_of_month_opt(year, month, weekday, 5)
-        .unwrap_or_else(|| nth_weekday(year, month, weekday, 4))
+fn last_weekday(year: i32, month: u32, weekday: Weekday) -> Option<NaiveDate> {
+    nth_weekday(year, month, weekday, 5).or_else(|| nth_weekday(year, month, weekday, 4))
 }
 
-/// Easter Sunday (Gregorian), by the anonymous Meeus/Jones/Butcher algorithm.
-pub fn easter(year: i32) -> NaiveDate {
-    let a = year % 19;
-    let b = year / 100;
-    let c = year % 100;
+/// Easter Sunday (Gregorian), by the anonymous Meeus/Jones/Butcher algorithm; `None` only for
+/// years chrono cannot represent.
+pub fn easter(year: i32) -> Option<NaiveDate> {
+    let a = year.rem_euclid(19);
+    let b = year.div_euclid(100);
+    let c = year.rem_euclid(100);
     let d = b / 4;
     let e = b % 4;
     let f = (b + 8) / 25;
     let g = (b - f + 1) / 3;
-    let h = (19 * a + b - d - g + 15) % 30;
+    let h = (19 * a + b - d - g + 15).rem_euclid(30);
     let i = c / 4;
     let k = c % 4;
-    let l = (32 + 2 * e + 2 * i - h - k) % 7;
+    let l = (32 + 2 * e + 2 * i - h - k).rem_euclid(7);
     let m = (a + 11 * h + 22 * l) / 451;
     let month = (h + l - 7 * m + 114) / 31;
     let day = (h + l - 7 * m + 114) % 31 + 1;
-    NaiveDate::from_ymd_opt(year, month as u32, day as u32).expect("valid Easter date")
+    NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()?, u32::try_from(day).ok()?)
 }
 
 /// Saturday to Friday, Sunday to Monday.
-fn observed(date: NaiveDate) -> NaiveDate {
+fn observed(date: NaiveDate) -> Option<NaiveDate> {
     match date.weekday() {
-        Weekday::Sat => date - Duration::days(1),
-        Weekday::Sun => date + Duration::days(1),
-        _ => date,
+        Weekday::Sat => date.pred_opt(),
+        Weekday::Sun => date.succ_opt(),
+        _ => Some(date),
     }
 }
 
-/// The full holidays observed in `year`, each with its name.
-pub fn holidays(year: i32) -> Vec<(NaiveDate, &'static str)> {
-    let ymd = |m, d| NaiveDate::from_ymd_opt(year, m, d).expect("valid date");
+/// The full holidays observed in `year`, each with its name, or `None` outside
+/// [`SUPPORTED_YEARS`], where the rules do not give the published calendar.
+pub fn holidays(year: i32) -> Option<Vec<(NaiveDate, &'static str)>> {
+    if !SUPPORTED_YEARS.contains(&year) {
+        return None;
+    }
+    let ymd = |m, d| NaiveDate::from_ymd_opt(year, m, d);
     let mut out = Vec::with_capacity(10);
     // New Year's Day on a Saturday is not moved to the Friday before (Rule 7.2).
-    let new_year = ymd(1, 1);
+    let new_year = ymd(1, 1)?;
     if new_year.weekday() != Weekday::Sat {
-        out.push((observed(new_year), "New Year's Day"));
-    }
-    if year >= 1998 {
-        out.push((
-            nth_weekday(year, 1, Weekday::Mon, 3),
-            "Martin Luther King Jr. Day",
-        ));
+        out.push((observed(new_year)?, "New Year's Day"));
     }
     out.push((
-        nth_weekday(year, 2, Weekday::Mon, 3),
+        nth_weekday(year, 1, Weekday::Mon, 3)?,
+        "Martin Luther King Jr. Day",
+    ));
+    out.push((
+        nth_weekday(year, 2, Weekday::Mon, 3)?,
         "Washington's Birthday",
     ));
-    out.push((easter(year) - Duration::days(2), "Good Friday"));
-    out.push((last_weekday(year, 5, Weekday::Mon), "Memorial Day"));
+    out.push((easter(year)? - Duration::days(2), "Good Friday"));
+    out.push((last_weekday(year, 5, Weekday::Mon)?, "Memorial Day"));
     if year >= 2022 {
-        out.push((observed(ymd(6, 19)), "Juneteenth National Independence Day"));
+        out.push((
+            observed(ymd(6, 19)?)?,
+            "Juneteenth National Independence Day",
+        ));
     }
-    out.push((observed(ymd(7, 4)), "Independence Day"));
-    out.push((nth_weekday(year, 9, Weekday::Mon, 1), "Labor Day"));
-    out.push((nth_weekday(year, 11, Weekday::Thu, 4), "Thanksgiving Day"));
-    out.push((observed(ymd(12, 25)), "Christmas Day"));
-    out
+    out.push((observed(ymd(7, 4)?)?, "Independence Day"));
+    out.push((nth_weekday(year, 9, Weekday::Mon, 1)?, "Labor Day"));
+    out.push((nth_weekday(year, 11, Weekday::Thu, 4)?, "Thanksgiving Day"));
+    out.push((observed(ymd(12, 25)?)?, "Christmas Day"));
+    Some(out)
 }
 
 /// Why the exchange is closed on `date`, or `None` if it trades (weekends are not closures).
+/// Dates outside [`SUPPORTED_YEARS`] have no known closures.
 pub fn closure(date: NaiveDate) -> Option<Closure> {
     if let Some((_, _, _, why)) = SPECIAL_CLOSURES
         .iter()
@@ -155,7 +161,7 @@ pub fn closure(date: NaiveDate) -> Option<Closure> {
     {
         return Some(Closure::Special(why));
     }
-    holidays(date.year())
+    holidays(date.year())?
         .into_iter()
         .find(|(d, _)| *d == date)
         .map(|(_, name)| Closure::Holiday(name))
@@ -170,39 +176,54 @@ pub fn is_early_close(date: NaiveDate) -> bool {
         date.weekday(),
         Weekday::Mon | Weekday::Tue | Weekday::Wed | Weekday::Thu
     );
-    let day_after_thanksgiving = nth_weekday(year, 11, Weekday::Thu, 4) + Duration::days(1);
+    let day_after_thanksgiving = nth_weekday(year, 11, Weekday::Thu, 4).and_then(|d| d.succ_opt());
     (md == (7, 3) && weekday_before_holiday)
-        || date == day_after_thanksgiving
+        || Some(date) == day_after_thanksgiving
         || (md == (12, 24) && weekday_before_holiday)
 }
 
-fn ny_instant(date: NaiveDate, hour: u32, minute: u32) -> Nanos {
-    let local = date.and_time(NaiveTime::from_hms_opt(hour, minute, 0).expect("valid time"));
+/// `hour:minute` New York time on `date`, in UTC nanoseconds; `None` where that local time
+/// does not exist once (never at 09:30-16:00, whose days have no DST transition then) or does
+/// not fit in i64 nanoseconds.
+fn ny_instant(date: NaiveDate, hour: u32, minute: u32) -> Option<Nanos> {
+    let local = date.and_time(NaiveTime::from_hms_opt(hour, minute, 0)?);
     New_York
         .from_local_datetime(&local)
-        .single()
-        .expect("09:30-16:00 is never inside a DST transition")
+        .single()?
         .timestamp_nanos_opt()
-        .expect("dates handled here fit in i64 nanoseconds")
 }
 
-/// The session on `date`, or `None` on weekends and closures.
+/// The session on `date`, or `None` on weekends, closures and dates outside
+/// [`SUPPORTED_YEARS`].
 pub fn session(date: NaiveDate) -> Option<Session> {
-    if matches!(date.weekday(), Weekday::Sat | Weekday::Sun) || closure(date).is_some() {
+    if !is_supported(date)
+        || matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
+        || closure(date).is_some()
+    {
         return None;
     }
     let early_close = is_early_close(date);
     Some(Session {
         date,
-        open: ny_instant(date, 9, 30),
-        close: ny_instant(date, if early_close { 13 } else { 16 }, 0),
+        open: ny_instant(date, 9, 30)?,
+        close: ny_instant(date, if early_close { 13 } else { 16 }, 0)?,
         early_close,
     })
 }
 
-/// Every session from `first` to `last`, both inclusive.
+/// Every session from `first` to `last`, both inclusive (none outside [`SUPPORTED_YEARS`]).
 pub fn sessions(first: NaiveDate, last: NaiveDate) -> Vec<Session> {
+    // Clamped, so that absurd bounds cost no walk through days that have no sessions.
+    let supported = |year, m, d| NaiveDate::from_ymd_opt(year, m, d);
+    let (Some(lo), Some(hi)) = (
+        supported(*SUPPORTED_YEARS.start(), 1, 1),
+        supported(*SUPPORTED_YEARS.end(), 12, 31),
+    ) else {
+        return Vec::new();
+    };
+    let last = last.min(hi);
     first
+        .max(lo)
         .iter_days()
         .take_while(|d| *d <= last)
         .filter_map(session)
@@ -215,14 +236,14 @@ pub fn sessions_overlapping(start: Nanos, end: Nanos) -> Vec<Session> {
         return Vec::new();
     }
     // Sessions lie within the New York date, which is at most a day off the UTC date.
+    // i64 nanoseconds span 1677-2262, far inside what NaiveDate holds, so neither step fails.
     let day = |t: Nanos| chrono::DateTime::from_timestamp_nanos(t).date_naive();
-    sessions(
-        day(start) - Duration::days(1),
-        day(end - 1) + Duration::days(1),
-    )
-    .into_iter()
-    .filter(|s| s.open < end && start < s.close)
-    .collect()
+    let first = day(start).pred_opt().unwrap_or(NaiveDate::MIN);
+    let last = day(end - 1).succ_opt().unwrap_or(NaiveDate::MAX);
+    sessions(first, last)
+        .into_iter()
+        .filter(|s| s.open < end && start < s.close)
+        .collect()
 }
 
 #[cfg(test)]
@@ -239,10 +260,10 @@ mod tests {
 
     #[test]
     fn easter_matches_known_dates() {
-        assert_eq!(easter(2024), d(2024, 3, 31));
-        assert_eq!(easter(2025), d(2025, 4, 20));
-        assert_eq!(easter(2019), d(2019, 4, 21));
-        assert_eq!(easter(2038), d(2038, 4, 25));
+        assert_eq!(easter(2024), Some(d(2024, 3, 31)));
+        assert_eq!(easter(2025), Some(d(2025, 4, 20)));
+        assert_eq!(easter(2019), Some(d(2019, 4, 21)));
+        assert_eq!(easter(2038), Some(d(2038, 4, 25)));
     }
 
     #[test]
@@ -261,7 +282,11 @@ mod tests {
             d(2024, 11, 28),
             d(2024, 12, 25),
         ];
-        let got: Vec<_> = holidays(2024).into_iter().map(|(d, _)| d).collect();
+        let got: Vec<_> = holidays(2024)
+            .unwrap()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         assert_eq!(got, expected);
         let early: Vec<_> = s.iter().filter(|s| s.early_close).map(|s| s.date).collect();
         assert_eq!(early, [d(2024, 7, 3), d(2024, 11, 29), d(2024, 12, 24)]);
@@ -284,7 +309,11 @@ mod tests {
             d(2025, 11, 27),
             d(2025, 12, 25),
         ];
-        let got: Vec<_> = holidays(2025).into_iter().map(|(d, _)| d).collect();
+        let got: Vec<_> = holidays(2025)
+            .unwrap()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         assert_eq!(got, expected);
         assert!(session(d(2025, 1, 9)).is_none());
         let early: Vec<_> = s.iter().filter(|s| s.early_close).map(|s| s.date).collect();
@@ -306,6 +335,31 @@ mod tests {
         assert!(session(d(2021, 12, 24)).is_none());
         // Juneteenth is a holiday only from 2022.
         assert!(session(d(2021, 6, 18)).is_some());
+    }
+
+    #[test]
+    fn dates_outside_the_supported_years_have_no_sessions_and_never_panic() {
+        let edges = [
+            NaiveDate::MIN,
+            d(1, 1, 1),
+            d(1500, 1, 2),
+            d(1997, 12, 31),
+            d(2262, 1, 2),
+            d(2262, 4, 11),
+            d(9999, 12, 31),
+            NaiveDate::MAX,
+        ];
+        for date in edges {
+            assert_eq!(session(date), None, "{date}");
+            assert_eq!(holidays(date.year()), None, "{date}");
+            let _ = (closure(date), is_early_close(date), easter(date.year()));
+        }
+        assert!(sessions(NaiveDate::MIN, d(1997, 12, 31)).is_empty());
+        assert!(sessions(d(2262, 1, 1), NaiveDate::MAX).is_empty());
+        assert!(!sessions_overlapping(i64::MIN, i64::MAX).is_empty());
+        // The ends of the range are whole years with sessions.
+        assert_eq!(full_year(1998).first().map(|s| s.date), Some(d(1998, 1, 2)));
+        assert!(full_year(2261).len() > 240);
     }
 
     #[test]

@@ -49,6 +49,28 @@ pub fn init_logging() {
     if let Some(variable) = rejected {
         tracing::warn!(variable, "not a log filter; logging at info");
     }
+    // A panic is a log line like any other, in JSON, rather than the default hook's text.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map_or_else(String::new, |l| format!("{}:{}", l.file(), l.line()));
+        let thread = std::thread::current();
+        tracing::error!(
+            panic = %panic_message(info.payload()),
+            location = %location,
+            thread = thread.name().unwrap_or("unnamed"),
+            "panic"
+        );
+    }));
+}
+
+/// The message a panic was raised with (`panic!`'s text), or a placeholder for other payloads.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// An error and its sources, `: `-separated, for a log line or a one-line message.
@@ -61,6 +83,14 @@ pub fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     out
+}
+
+/// Once a first signal has asked for a clean stop, waits for a second and then ends the
+/// process at once (exit status 130), for whoever does not want to wait for the stop.
+pub async fn exit_on_second_signal() {
+    shutdown_signal().await;
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(130);
 }
 
 /// Resolves on the first Ctrl-C (SIGINT) or SIGTERM: what a command or the server stops on.

@@ -488,3 +488,93 @@ fn a_killed_load_leaves_no_stale_lock() {
     assert!(verify.status.success(), "{}", stdout(&verify));
     assert!(stdout(&verify).contains("trades counted       20000"));
 }
+
+#[test]
+fn a_second_signal_ends_a_load_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A server that accepts connections and never answers: the first signal's clean stop
+    // waits on a request in flight, so only the second can end the load now.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let log = dir.path().join("load.log");
+    let mut child = command(
+        dir.path(),
+        "load --trades 1000 --symbols AAPL --start 2024-03-01 --end 2024-03-05",
+    )
+    .env("OHLCV_STORE", "influxdb")
+    .env(
+        "INFLUXDB_URL",
+        format!("http://{}", silent.local_addr().unwrap()),
+    )
+    .env("INFLUXDB_TOKEN", "t")
+    .env("RUST_LOG", "info")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let signal = |child: &Child| {
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let log_once = |what: &str, text: &str| {
+        common::poll_until(
+            what,
+            common::DEADLINE,
+            || std::fs::read_to_string(&log).unwrap(),
+            |log| log.contains(text),
+        );
+    };
+    // Signals are heard once the load runs under watch, which logs its progress.
+    log_once("the load to report progress", "load progress");
+    signal(&child);
+    log_once(
+        "the load to start stopping",
+        "a second signal exits at once",
+    );
+    signal(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("second signal: exiting now")
+    );
+    drop(silent);
+}
+
+#[test]
+fn a_second_signal_ends_the_server_at_once_while_a_load_is_stuck() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let mut server = common::process::ServeProcess::start(
+        &[
+            ("INFLUXDB_URL", &url),
+            ("INFLUXDB_TOKEN", "t"),
+            ("RUST_LOG", "info"),
+        ],
+        &[],
+    );
+    let started = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/ingestions", server.url))
+        .json(&serde_json::json!({"trades": 1000, "symbols": ["AAPL"], "start": "2024-03-01", "end": "2024-03-05"}))
+        .send()
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    // The load waits on a server that never answers, so the clean stop cannot finish.
+    server.signal("TERM");
+    server.wait_for_log("a second signal exits at once");
+    server.signal("TERM");
+    let status = server.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", server.log());
+    drop(silent);
+}

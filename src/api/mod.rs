@@ -200,18 +200,11 @@ pub fn router(state: AppState) -> Router {
             "/documentation/json",
             get(move || std::future::ready(axum::Json(openapi))),
         );
-    Router::new()
+    let api = Router::new()
         .route("/health", get(health))
         .merge(guarded(reads, auth.protects_reads()))
-        .merge(guarded(writes, !auth.is_open()))
-        .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            log_request,
-        ))
+        .merge(guarded(writes, !auth.is_open()));
+    observed(api, &state)
         .merge(guarded(docs, auth.protects_reads()))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -220,6 +213,24 @@ pub fn router(state: AppState) -> Router {
             problem_for_bare_errors,
         ))
         .with_state(state)
+}
+
+/// `routes` as the API serves them: a panic in a handler answers a 500 problem document
+/// carrying the request's id (the connection and the server live on), a request over the
+/// timeout answers 503, and every request is logged and counted.
+fn observed(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    routes
+        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            Problem::from_panic,
+        ))
+        .route_layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.settings.request_timeout,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_request,
+        ))
 }
 
 /// Turns the errors axum and tower answer on their own (unknown route, wrong method, body too
@@ -386,4 +397,54 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || jobs.shutdown())
         .await
         .map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::GeneratorConfig;
+    use crate::ingest::Target;
+    use crate::store::parquet::ParquetStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_handler_answers_a_500_with_its_request_id_and_the_server_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AppState::new(
+            Arc::new(ParquetStore::new(dir.path())),
+            Arc::new(Jobs::new(Target::Parquet {
+                dir: dir.path().to_path_buf(),
+            })),
+            LoadSpec::new(GeneratorConfig::default()),
+            Settings::default(),
+        );
+        let routes = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let panics: fn() -> &'static str = || panic!("index 7 out of bounds");
+                    panics()
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }));
+        let app = observed(routes, &state).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let client = reqwest::Client::new();
+        let boom = client.get(format!("{url}/boom")).send().await.unwrap();
+        assert_eq!(boom.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let id = boom.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(
+            boom.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body: serde_json::Value = boom.json().await.unwrap();
+        assert_eq!(body["code"], "internal");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(&id), "{detail}");
+        assert!(!detail.contains("index 7"), "{detail}");
+        let fine = client.get(format!("{url}/fine")).send().await.unwrap();
+        assert_eq!(fine.text().await.unwrap(), "fine");
+    }
 }

@@ -82,6 +82,13 @@ impl Problem {
         )
     }
 
+    /// What a handler that panicked answers: a 500 like any internal error (the panic itself
+    /// is logged by the panic hook, under the same request id).
+    pub(super) fn from_panic(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+        let what = telemetry::panic_message(payload.as_ref());
+        Self::internal(&format_args!("a handler panicked: {what}")).into_response()
+    }
+
     pub fn from_store(e: &StoreError) -> Self {
         match e {
             StoreError::Empty(_) => Self::new(

@@ -166,7 +166,8 @@ fn serve(
         );
         let shutdown = async {
             telemetry::shutdown_signal().await;
-            tracing::info!("shutting down: finishing requests in flight, stopping a running load");
+            tracing::info!("shutting down: finishing requests in flight, stopping a running load (a second signal exits at once)");
+            tokio::spawn(telemetry::exit_on_second_signal());
         };
         api::serve(listener, state, shutdown).await?;
         Ok(ExitCode::SUCCESS)

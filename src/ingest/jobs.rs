@@ -254,11 +254,7 @@ fn finish(job: &Job, result: std::thread::Result<super::Result<super::LoadSummar
                 inner.error = Some(public_message(&e));
             }
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let what = crate::telemetry::panic_message(panic.as_ref());
                 tracing::error!(job = job.id, panic = %what, "load panicked");
                 inner.state = JobState::Failed;
                 inner.error = Some(INTERNAL_FAILURE.into());

@@ -33,6 +33,7 @@ use crate::store::StoreError;
 use crate::store::influx::InfluxConfig;
 pub use crate::store::influx::write::{BatchStats, BatchSummary, RetryPolicy, WriteOptions};
 use crate::store::publish::DirLock;
+use crate::telemetry;
 pub use progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,9 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("load cancelled")]
     Cancelled,
+    /// A bug, contained: the load ends failed instead of leaving its other threads running.
+    #[error("a load thread panicked: {0}")]
+    Panicked(String),
     #[error("cannot write the checkpoint")]
     Checkpoint(#[source] StoreError),
     #[error("{0} is supported for InfluxDB loads only")]
@@ -68,6 +72,17 @@ impl From<crate::store::influx::InfluxError> for IngestError {
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
+
+/// Runs one worker thread's `body`, turning a panic into [`IngestError::Panicked`], so that it
+/// ends the load like any error: the caller cancels the other workers at once and reports it
+/// once, instead of the scope waiting for them to finish the whole load first.
+pub(crate) fn contain_panic(body: impl FnOnce() -> Result<()>) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        Err(IngestError::Panicked(telemetry::panic_message(
+            payload.as_ref(),
+        )))
+    })
+}
 
 /// What a load generates and how it treats what the target already holds. The same spec
 /// always writes the same trades; only `load` and the generator version decide them.
@@ -314,4 +329,23 @@ pub fn run(
         "load complete"
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_worker_becomes_an_error_naming_the_panic() {
+        let outcome = contain_panic(|| -> Result<()> { panic!("chunk 7 out of range") });
+        assert!(
+            matches!(&outcome, Err(IngestError::Panicked(m)) if m == "chunk 7 out of range"),
+            "{outcome:?}"
+        );
+        assert!(matches!(
+            contain_panic(|| Err(IngestError::Cancelled)),
+            Err(IngestError::Cancelled)
+        ));
+        assert!(contain_panic(|| Ok(())).is_ok());
+    }
 }

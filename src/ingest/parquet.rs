@@ -109,17 +109,18 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
     std::thread::scope(|scope| {
         for _ in 0..spec.worker_threads().min(todo.len()).max(1) {
             scope.spawn(|| {
-                while let Some(planned) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Err(e) =
-                        write_partition(&plan, &store, planned, progress).and_then(&publish)
-                    {
-                        progress.cancel();
-                        failure
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert(e);
-                        break;
+                let worked = super::contain_panic(|| {
+                    while let Some(planned) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        write_partition(&plan, &store, planned, progress).and_then(&publish)?;
                     }
+                    Ok(())
+                });
+                if let Err(e) = worked {
+                    progress.cancel();
+                    failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
                 }
             });
         }

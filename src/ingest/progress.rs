@@ -55,8 +55,9 @@ pub fn watch<T: Send>(
     })
 }
 
-/// Sets `progress`'s cancel flag on the first shutdown signal, unless `finished` comes first.
-fn cancel_on_signal(progress: &Progress, finished: tokio::sync::oneshot::Receiver<()>) {
+/// Sets `progress`'s cancel flag on the first shutdown signal, unless `finished` comes first;
+/// a second signal before `finished` ends the process.
+fn cancel_on_signal(progress: &Progress, mut finished: tokio::sync::oneshot::Receiver<()>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -66,10 +67,14 @@ fn cancel_on_signal(progress: &Progress, finished: tokio::sync::oneshot::Receive
     runtime.block_on(async {
         tokio::select! {
             _ = telemetry::shutdown_signal() => {
-                tracing::warn!("stopping: finishing the batches in flight, then writing the checkpoint");
+                tracing::warn!("stopping: finishing the batches in flight, then writing the checkpoint (a second signal exits at once)");
                 progress.cancel();
+                tokio::select! {
+                    _ = telemetry::exit_on_second_signal() => {}
+                    _ = &mut finished => {}
+                }
             }
-            _ = finished => {}
+            _ = &mut finished => {}
         }
     });
 }

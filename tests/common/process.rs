@@ -68,6 +68,35 @@ impl ServeProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
+
+    /// Waits until its log holds `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        poll_until(
+            &format!("ohlcv serve to log {text:?}"),
+            DEADLINE,
+            || self.log(),
+            |log| log.contains(text),
+        );
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, ...).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+    }
+
+    /// Waits for it to exit, for at most the deadline.
+    pub fn wait(&mut self) -> Option<std::process::ExitStatus> {
+        poll_until(
+            "ohlcv serve to exit",
+            DEADLINE,
+            || self.child.try_wait().unwrap(),
+            Option::is_some,
+        )
+    }
 }
 
 impl ServeProcess {
@@ -75,8 +104,7 @@ impl ServeProcess {
     /// (and the one that lets a coverage run write its counts). SIGKILL if it has not ended
     /// by the deadline.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.signal("TERM");
         let give_up = std::time::Instant::now() + DEADLINE;
         while std::time::Instant::now() < give_up {
             if let Ok(Some(status)) = self.child.try_wait() {

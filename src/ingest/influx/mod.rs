@@ -185,6 +185,7 @@ pub(super) fn load(
             .collect();
         let next = AtomicUsize::new(0);
         let (writing, renewals) = std::sync::mpsc::channel::<()>();
+        let panicked = std::sync::Mutex::new(None);
         let failure = std::thread::scope(|scope| {
             // Renews the claim while the writers run; they end by dropping `writing`.
             let (claimant, write_point) = (&claimant, &write_point);
@@ -198,13 +199,25 @@ pub(super) fn load(
             for _ in 0..spec.worker_threads().min(todo.len()).max(1) {
                 let mut producer = Producer::new(&plan, options, &tracker, sender.clone());
                 let (keys, todo, next) = (&keys, &todo, &next);
+                let panicked = &panicked;
                 scope.spawn(move || {
-                    while let Some(&(id, s, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if !producer.chunk(id, s, d, &keys[s], progress) {
-                            return;
+                    let produced = super::contain_panic(|| {
+                        while let Some(&(id, s, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed))
+                        {
+                            if !producer.chunk(id, s, d, &keys[s], progress) {
+                                return Ok(());
+                            }
                         }
+                        producer.flush();
+                        Ok(())
+                    });
+                    if let Err(e) = produced {
+                        progress.cancel();
+                        panicked
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
                     }
-                    producer.flush();
                 });
             }
             drop(sender);
@@ -221,7 +234,8 @@ pub(super) fn load(
         });
 
         checkpoint.save(tracker.done())?;
-        if let Some(e) = failure {
+        let panicked = panicked.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = panicked.or(failure) {
             return Err(e);
         }
         if progress.cancelled() {
