@@ -20,19 +20,20 @@ pub enum Format {
 
 fn price_text(units: i64) -> String {
     let mut s = String::new();
-    write_price(&mut s, units).expect("writing to a String");
+    // Writing to a String cannot fail.
+    let _ = write_price(&mut s, units);
     s
 }
 
 fn candle_fields(symbol: &Symbol, c: &CandleRow) -> [String; 9] {
-    let price = |i: usize| c.ohlc.map(|p| price_text(p[i])).unwrap_or_default();
+    let [open, high, low, close] = c.ohlc.map(|p| p.map(price_text)).unwrap_or_default();
     [
         format_time(c.time),
         symbol.to_string(),
-        price(0),
-        price(1),
-        price(2),
-        price(3),
+        open,
+        high,
+        low,
+        close,
         c.volume.to_string(),
         c.trades.to_string(),
         c.vwap.map(|v| format!("{v:.4}")).unwrap_or_default(),
@@ -63,13 +64,13 @@ pub struct CandleJson {
 
 impl From<&CandleRow> for CandleJson {
     fn from(c: &CandleRow) -> Self {
-        let price = |i: usize| c.ohlc.map(|p| p[i]);
+        let [open, high, low, close] = c.ohlc.map_or([None; 4], |p| p.map(Some));
         Self {
             time: c.time,
-            open: price(0),
-            high: price(1),
-            low: price(2),
-            close: price(3),
+            open,
+            high,
+            low,
+            close,
             volume: c.volume,
             trades: c.trades,
             vwap: c.vwap,
@@ -138,7 +139,8 @@ impl CandlesPage {
 }
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// A number to 4 decimals, as csv's vwap column has it.
@@ -183,7 +185,9 @@ pub fn push_time(out: &mut Vec<u8>, t: Nanos) {
     let mut buf = *b"0000-00-00T00:00:00.000000000Z";
     let mut put = |at: usize, width: usize, mut v: u32| {
         for k in (at..at + width).rev() {
-            buf[k] = b'0' + (v % 10) as u8;
+            if let Some(digit) = buf.get_mut(k) {
+                *digit = b'0' + (v % 10) as u8;
+            }
             v /= 10;
         }
     };
@@ -235,6 +239,10 @@ pub fn write_candles(
     Ok(())
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "a row index below `trades.len()`, as every caller iterates `0..len()`; the columns have equal lengths"
+)]
 fn trade_fields(symbol: &Symbol, trades: &TradeColumns, i: usize) -> [String; 6] {
     [
         format_time(trades.times[i]),
@@ -263,6 +271,11 @@ pub struct TradeJson {
 }
 
 impl TradeJson {
+    /// Trade `i` of `trades`; panics past the end, as slice indexing does.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "a row index below `trades.len()`, as every caller iterates `0..len()`; the columns have equal lengths"
+    )]
     pub fn new(symbol: &Symbol, trades: &TradeColumns, i: usize) -> Self {
         Self {
             time: trades.times[i],

@@ -73,7 +73,7 @@ impl Symbol {
     pub fn new(s: &str) -> Result<Self> {
         let bytes = s.as_bytes();
         let valid = (1..=10).contains(&bytes.len())
-            && bytes[0].is_ascii_uppercase()
+            && bytes.first().is_some_and(u8::is_ascii_uppercase)
             && bytes
                 .iter()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-');
@@ -202,7 +202,7 @@ pub fn push_price(out: &mut Vec<u8>, units: i64) {
     // Two digits always; the third only when it is not a zero.
     let keep = if frac.is_multiple_of(10) { 2 } else { 3 };
     out.push(b'.');
-    out.extend_from_slice(&digits[..keep]);
+    out.extend_from_slice(digits.get(..keep).unwrap_or(&digits));
 }
 
 impl fmt::Display for Price {
@@ -336,7 +336,11 @@ impl TradeColumns {
         self.buys.push(buy);
     }
 
-    /// The `i`-th trade as a row.
+    /// The `i`-th trade as a row; panics past the end, as slice indexing does.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "a row index below `trades.len()`, as every caller iterates `0..len()`; the columns have equal lengths"
+    )]
     pub fn trade(&self, symbol: &Symbol, i: usize) -> Trade {
         Trade {
             symbol: symbol.clone(),

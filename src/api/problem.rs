@@ -140,7 +140,8 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).expect("serialisable");
+        // Strings and numbers: serialising cannot fail.
+        let body = serde_json::to_vec(&self).unwrap_or_default();
         (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],

@@ -92,7 +92,7 @@ impl Interval {
             Unit::Day => NANOS_PER_DAY as f64,
             Unit::Week => 7.0 * NANOS_PER_DAY as f64,
             Unit::Month => 28.0 * NANOS_PER_DAY as f64,
-            _ => self.fixed_nanos().expect("intraday") as f64 / self.n as f64,
+            _ => self.fixed_nanos().unwrap_or(NANOS_PER_DAY) as f64 / self.n as f64,
         } * self.n as f64;
         (span / len).ceil() as u64 + 1
     }
@@ -158,7 +158,11 @@ impl Bucketing {
             }
             time += Duration::minutes(15);
         }
-        unreachable!("no time zone skips a whole day at 15-minute resolution")
+        // No time zone skips a whole day; were one to, its UTC midnight still orders buckets.
+        date.and_time(NaiveTime::MIN)
+            .and_utc()
+            .timestamp_nanos_opt()
+            .unwrap_or(i64::MAX)
     }
 
     /// The local day containing `t`, as the instants it starts and ends.
@@ -235,7 +239,9 @@ fn month_date(month_index: i64) -> NaiveDate {
         month_index.rem_euclid(12) as u32 + 1,
         1,
     )
-    .expect("month index in range")
+    // Month indices come from i64-nanosecond dates plus at most an interval's months: far
+    // inside chrono's range.
+    .unwrap_or(NaiveDate::MAX)
 }
 
 #[cfg(test)]

@@ -138,10 +138,9 @@ impl<'a> Aggregator<'a> {
         if self.misaligned {
             return;
         }
-        if part.time < self.bucket_end {
-            self.out.last_mut().expect("a bucket is open").absorb(part);
-        } else {
-            self.open(part);
+        match self.out.last_mut() {
+            Some(open) if part.time < self.bucket_end => open.absorb(part),
+            _ => self.open(part),
         }
     }
 
@@ -165,13 +164,13 @@ impl<'a> Aggregator<'a> {
     /// Like pushing each candle of `parts`, but each bucket's run is found by binary search
     /// and folded in one tight loop: a year of minutes into days is a few hundred runs.
     pub fn push_slice(&mut self, mut parts: &[Candle]) {
-        while let Some(first) = parts.first() {
+        while let Some((first, rest)) = parts.split_first() {
             if self.misaligned {
                 return;
             }
-            if first.time >= self.bucket_end {
+            if first.time >= self.bucket_end || self.out.is_empty() {
                 self.open(first);
-                parts = &parts[1..];
+                parts = rest;
             }
             // Fine intervals open a bucket for nearly every part: skip the search then.
             let run = match parts.first() {
@@ -180,12 +179,14 @@ impl<'a> Aggregator<'a> {
                 }
                 _ => 0,
             };
-            if run > 0 {
-                let open = self.out.last_mut().expect("a bucket is open");
-                for c in &parts[..run] {
+            if let Some(open) = self.out.last_mut()
+                && run > 0
+            {
+                let (bucket, rest) = parts.split_at(run);
+                for c in bucket {
                     open.absorb(c);
                 }
-                parts = &parts[run..];
+                parts = rest;
             }
         }
     }
@@ -197,8 +198,12 @@ impl<'a> Aggregator<'a> {
 
 /// Candles straight from trades ordered by (time, trade_id).
 pub fn from_trades(trades: &TradeColumns, bucketing: &Bucketing) -> Vec<Candle> {
-    let parts = (0..trades.len())
-        .map(|i| Candle::of_trade(trades.times[i], trades.prices[i], trades.amounts[i]));
+    let parts = trades
+        .times
+        .iter()
+        .zip(&trades.prices)
+        .zip(&trades.amounts)
+        .map(|((&time, &price), &amount)| Candle::of_trade(time, price, amount));
     aggregate(parts, bucketing)
 }
 
@@ -321,8 +326,8 @@ pub fn fill(
                     vwap: None,
                 });
             }
-            (None, None) => break,
-            (Some(_), None) => unreachable!("covered by the first arm"),
+            // (Some, None) is the first arm's; the compiler cannot see it.
+            (None, None) | (Some(_), None) => break,
         }
     }
     out

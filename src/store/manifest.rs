@@ -64,6 +64,10 @@ impl Manifest {
     /// [`Manifest::same_load`] holds (short of a 64-bit hash collision): the shards of one load
     /// share it. InfluxDB loads tag their claims with it.
     pub fn fingerprint(&self) -> String {
+        #[allow(
+            clippy::expect_used,
+            reason = "serialising strings, numbers and dates to JSON cannot fail"
+        )]
         let key = serde_json::to_string(&(self.format_version, self.generator_version, &self.load))
             .expect("a manifest is strings, numbers and dates");
         format!("{:016x}", crate::generator::seeds::fnv1a(key.as_bytes()))
@@ -95,7 +99,12 @@ impl Manifest {
 
     /// The manifest as one line of JSON (InfluxDB keeps it in a string field).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a manifest is strings, numbers and dates")
+        #[allow(
+            clippy::expect_used,
+            reason = "serialising strings, numbers and dates to JSON cannot fail"
+        )]
+        let json = serde_json::to_string(self).expect("a manifest is strings, numbers and dates");
+        json
     }
 
     pub fn read(dir: &Path) -> Result<Option<Manifest>> {
@@ -108,6 +117,10 @@ impl Manifest {
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
+        #[allow(
+            clippy::expect_used,
+            reason = "serialising strings, numbers and dates to JSON cannot fail"
+        )]
         let json =
             serde_json::to_vec_pretty(self).expect("a manifest is strings, numbers and dates");
         publish::write_atomically(&dir.join(MANIFEST_FILE), &json)

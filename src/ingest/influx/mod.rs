@@ -151,7 +151,8 @@ pub(super) fn load(
         .into_iter()
         .map(|planned| planned.partition)
         .collect();
-    let manifest_time = plan.sessions()[0].open;
+    // MarketPlan::new refuses a load without sessions.
+    let manifest_time = plan.sessions().first().map_or(0, |s| s.open);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.writers.clamp(1, 4))
@@ -204,7 +205,8 @@ pub(super) fn load(
                     let produced = super::contain_panic(|| {
                         while let Some(&(id, s, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed))
                         {
-                            if !producer.chunk(id, s, d, &keys[s], progress) {
+                            let Some(keys) = keys.get(s) else { break };
+                            if !producer.chunk(id, s, d, keys, progress) {
                                 return Ok(());
                             }
                         }

@@ -97,6 +97,10 @@ impl Checkpoint {
     ) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| IngestError::Checkpoint(crate::store::StoreError::io(dir, e)))?;
+        #[allow(
+            clippy::expect_used,
+            reason = "serialising strings, numbers and dates to JSON cannot fail"
+        )]
         let key = serde_json::to_string(&(&target, GENERATOR_VERSION, load, shard))
             .expect("strings and numbers serialise");
         let hash = crate::generator::seeds::fnv1a(key.as_bytes());
@@ -125,6 +129,10 @@ impl Checkpoint {
     /// Adds `done` and writes the checkpoint atomically.
     pub fn save(&mut self, done: BTreeSet<u32>) -> Result<()> {
         self.file.done.extend(done);
+        #[allow(
+            clippy::expect_used,
+            reason = "serialising strings, numbers and dates to JSON cannot fail"
+        )]
         let json = serde_json::to_vec(&self.file).expect("strings and numbers serialise");
         publish::write_atomically(&self.path, &json).map_err(IngestError::Checkpoint)
     }

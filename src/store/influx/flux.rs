@@ -335,8 +335,9 @@ impl Store for FluxStore {
                     .ok_or_else(|| {
                         InfluxError::Protocol(format!("unexpected result {result:?}"))
                     })?;
-                counts[batch_index * COUNTS_PER_QUERY + i] +=
-                    parse::<u64>(r.get("_value")?, "a count")?;
+                if let Some(slot) = counts.get_mut(batch_index * COUNTS_PER_QUERY + i) {
+                    *slot += parse::<u64>(r.get("_value")?, "a count")?;
+                }
                 Ok(())
             })?;
         }

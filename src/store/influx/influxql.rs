@@ -18,13 +18,21 @@ pub struct InfluxqlStore {
 /// Ranges counted per request by [`Store::count_trades`]: one statement each.
 const COUNTS_PER_QUERY: usize = 200;
 
-fn int(v: &Value) -> Result<i64> {
+/// Column `i` of a row the server sent; a short row is the server's error, not a panic.
+fn col(row: &[Value], i: usize) -> Result<&Value> {
+    row.get(i)
+        .ok_or_else(|| InfluxError::Protocol(format!("a row without column {i}")).into())
+}
+
+fn int(row: &[Value], i: usize) -> Result<i64> {
+    let v = col(row, i)?;
     v.as_i64()
         .or_else(|| v.as_f64().map(|f| f as i64))
         .ok_or_else(|| InfluxError::Protocol(format!("expected an integer, got {v}")).into())
 }
 
-fn text(v: &Value) -> Result<String> {
+fn text(row: &[Value], i: usize) -> Result<String> {
+    let v = col(row, i)?;
     v.as_str()
         .map(str::to_string)
         .ok_or_else(|| InfluxError::Protocol(format!("expected a string, got {v}")).into())
@@ -32,7 +40,8 @@ fn text(v: &Value) -> Result<String> {
 
 /// A price float back in units of $0.001: exact, as the float is the nearest to a decimal
 /// of at most 3 fraction digits (`line_protocol`).
-fn price_units(v: &Value) -> Result<i64> {
+fn price_units(row: &[Value], i: usize) -> Result<i64> {
+    let v = col(row, i)?;
     v.as_f64()
         .map(|f| (f * PRICE_UNITS_PER_DOLLAR as f64).round() as i64)
         .ok_or_else(|| InfluxError::Protocol(format!("expected a price, got {v}")).into())
@@ -61,13 +70,13 @@ impl InfluxqlStore {
         self.rows(&q)?
             .iter()
             .map(|r| {
-                let time = int(&r[0])?;
+                let time = int(r, 0)?;
                 Ok(Claim {
                     time,
-                    load: text(&r[1])?,
-                    fingerprint: text(&r[2])?,
+                    load: text(r, 1)?,
+                    fingerprint: text(r, 2)?,
                     // A claim without a lease says nothing of a load still running.
-                    lease_until: r.get(3).and_then(|v| int(v).ok()).unwrap_or(time),
+                    lease_until: int(r, 3).unwrap_or(time),
                 })
             })
             .collect()
@@ -116,13 +125,13 @@ impl Store for InfluxqlStore {
         let mut out = TradeColumns::default();
         self.each_row(&q, |_, row| {
             let amount =
-                u32::try_from(int(&row[2])?).map_err(|_| InfluxError::Protocol("amount".into()))?;
+                u32::try_from(int(row, 2)?).map_err(|_| InfluxError::Protocol("amount".into()))?;
             out.push(
-                int(&row[0])?,
-                int(&row[3])? as u64,
-                price_units(&row[1])?,
+                int(row, 0)?,
+                int(row, 3)? as u64,
+                price_units(row, 1)?,
                 amount,
-                row[4] == "buy",
+                col(row, 4)? == "buy",
             );
             Ok(())
         })?;
@@ -139,14 +148,14 @@ impl Store for InfluxqlStore {
             .iter()
             .map(|r| {
                 Ok(Candle {
-                    time: int(&r[0])?,
-                    open: price_units(&r[1])?,
-                    high: price_units(&r[2])?,
-                    low: price_units(&r[3])?,
-                    close: price_units(&r[4])?,
-                    volume: int(&r[5])? as u64,
-                    trades: int(&r[6])? as u64,
-                    notional: int(&r[7])? as u128,
+                    time: int(r, 0)?,
+                    open: price_units(r, 1)?,
+                    high: price_units(r, 2)?,
+                    low: price_units(r, 3)?,
+                    close: price_units(r, 4)?,
+                    volume: int(r, 5)? as u64,
+                    trades: int(r, 6)? as u64,
+                    notional: int(r, 7)? as u128,
                 })
             })
             .collect()
@@ -160,7 +169,7 @@ impl Store for InfluxqlStore {
         );
         self.rows(&q)?
             .first()
-            .map(|r| price_units(&r[1]))
+            .map(|r| price_units(r, 1))
             .transpose()
     }
 
@@ -182,7 +191,7 @@ impl Store for InfluxqlStore {
                 let slot = counts
                     .get_mut(batch_index * COUNTS_PER_QUERY + id)
                     .ok_or_else(|| InfluxError::Protocol(format!("unexpected statement {id}")))?;
-                *slot += int(&row[1])? as u64;
+                *slot += int(row, 1)? as u64;
                 Ok(())
             })?;
         }
@@ -201,7 +210,7 @@ impl Store for InfluxqlStore {
             let q = format!("SELECT \"index\", \"count\" FROM {}", quote_ident(SHARD));
             self.rows(&q)?
                 .iter()
-                .map(|r| Ok((int(&r[1])? as u32, int(&r[2])? as u32)))
+                .map(|r| Ok((int(r, 1)? as u32, int(r, 2)? as u32)))
                 .collect()
         })
     }

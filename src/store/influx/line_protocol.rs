@@ -64,6 +64,10 @@ impl SeriesKeys {
 
 /// Appends trade `i` of `trades` as one line.
 #[inline]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "a row index below `trades.len()`, as every caller iterates `0..len()`; the columns have equal lengths"
+)]
 pub fn push_trade(out: &mut Vec<u8>, keys: &SeriesKeys, trades: &TradeColumns, i: usize) {
     out.extend_from_slice(if trades.buys[i] {
         &keys.buy

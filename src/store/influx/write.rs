@@ -128,11 +128,8 @@ impl BatchStats {
         let mut l = self.latencies().clone();
         l.sort_unstable();
         let pct = |p: f64| {
-            if l.is_empty() {
-                0.0
-            } else {
-                l[((l.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
-            }
+            let at = (l.len().saturating_sub(1) as f64 * p).round() as usize;
+            l.get(at).map_or(0.0, |&us| f64::from(us) / 1000.0)
         };
         BatchSummary {
             batches: self.sent.load(Ordering::Relaxed),
@@ -158,9 +155,13 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(raw: Vec<u8>, gzipped: bool) -> Self {
+    pub fn new(raw: Vec<u8>, gzip_it: bool) -> Self {
         let raw_len = raw.len();
-        let body = if gzipped { gzip(&raw) } else { raw };
+        // Compressing into a Vec cannot fail; were it to, the batch goes out uncompressed.
+        let (body, gzipped) = match gzip_it.then(|| gzip(&raw)).flatten() {
+            Some(compressed) => (compressed, true),
+            None => (raw, false),
+        };
         Self {
             body: Bytes::from(body),
             gzipped,
@@ -168,40 +169,41 @@ impl Batch {
         }
     }
 
-    /// The line protocol itself.
-    fn raw(&self) -> Vec<u8> {
+    /// The line protocol itself; `None` only if our own gzip output does not decompress.
+    fn raw(&self) -> Option<Vec<u8>> {
         if self.gzipped {
             gunzip(&self.body)
         } else {
-            self.body.to_vec()
+            Some(self.body.to_vec())
         }
     }
 }
 
-fn gzip(raw: &[u8]) -> Vec<u8> {
+fn gzip(raw: &[u8]) -> Option<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(raw.len() / 4),
         flate2::Compression::fast(),
     );
-    enc.write_all(raw).expect("writing to a Vec");
-    enc.finish().expect("writing to a Vec")
+    enc.write_all(raw).ok()?;
+    enc.finish().ok()
 }
 
-fn gunzip(body: &[u8]) -> Vec<u8> {
+fn gunzip(body: &[u8]) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(body)
         .read_to_end(&mut out)
-        .expect("our own gzip output");
-    out
+        .ok()?;
+    Some(out)
 }
 
 /// Splits line protocol at the line boundary nearest the middle; `None` for a single line.
 fn split_lines(raw: &[u8]) -> Option<(&[u8], &[u8])> {
     let mid = raw.len() / 2;
-    let cut = raw[..mid].iter().rposition(|b| *b == b'\n').or_else(|| {
-        raw[mid..raw.len().saturating_sub(1)]
-            .iter()
+    let (head, tail) = raw.split_at(mid);
+    let cut = head.iter().rposition(|b| *b == b'\n').or_else(|| {
+        tail.iter()
+            .take(tail.len().saturating_sub(1))
             .position(|b| *b == b'\n')
             .map(|p| p + mid)
     })?;
@@ -351,7 +353,8 @@ impl Writer {
                         .fetch_add(part.body.len() as u64, Ordering::Relaxed);
                 }
                 Sent::TooLarge => {
-                    let raw = part.raw();
+                    let raw = part.raw().unwrap_or_default();
+                    // A batch that cannot be split (one line, or unreadable) cannot be sent.
                     let (a, b) = split_lines(&raw).ok_or(InfluxError::LineTooLarge)?;
                     self.stats.split.fetch_add(1, Ordering::Relaxed);
                     parts.push(Batch::new(b.to_vec(), part.gzipped));
