@@ -13,8 +13,14 @@ SCHEMATHESIS_VERSION=4.32.5
 EXAMPLES=${FUZZ_EXAMPLES:-100}
 python=$(command -v python3)
 if ! "$python" -m schemathesis.cli --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-    echo "schemathesis $SCHEMATHESIS_VERSION not found: installing it with pip"
-    "$python" -m pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+    # In a virtual environment of its own: Debian's Python refuses packages pip installs.
+    venv="${CARGO_TARGET_DIR:-target}/schemathesis-venv"
+    if ! "$venv/bin/python" -m schemathesis.cli --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+        echo "schemathesis $SCHEMATHESIS_VERSION not found: installing it with pip into $venv"
+        "$python" -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+    fi
+    python="$venv/bin/python"
 fi
 
 ohlcv=${1:-}

@@ -48,16 +48,25 @@ fn request(headers: &HeaderMap, body: &Bytes) -> Result<IngestionRequest, Proble
             "body",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        // serde's message names the field and what was expected, never server state.
-        let detail = e.to_string();
-        let detail = detail.split(" at line ").next().unwrap_or_default();
-        invalid(
-            "invalid_body",
-            format!("invalid JSON body: {detail}"),
-            "body",
-        )
-    })
+    // A struct reads from a JSON array too (its fields in order); the document says object.
+    serde_json::from_slice::<Value>(body)
+        .and_then(|v| {
+            if v.is_object() {
+                serde_json::from_value(v)
+            } else {
+                Err(serde::de::Error::custom("expected a JSON object"))
+            }
+        })
+        .map_err(|e| {
+            // serde's message names the field and what was expected, never server state.
+            let detail = e.to_string();
+            let detail = detail.split(" at line ").next().unwrap_or_default();
+            invalid(
+                "invalid_body",
+                format!("invalid JSON body: {detail}"),
+                "body",
+            )
+        })
 }
 
 /// Validates ingestion settings: every field optional, each checked, the server's load
