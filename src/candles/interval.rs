@@ -180,7 +180,8 @@ impl Bucketing {
         match self.interval.fixed_nanos() {
             Some(len) => {
                 let start = day.0 + (t - day.0) / len * len;
-                (start, (start + len).min(day.1))
+                // An interval of up to a million hours from a day in 2261 passes i64 nanoseconds.
+                (start, start.saturating_add(len).min(day.1))
             }
             None => self.bucket(t),
         }
