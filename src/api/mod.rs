@@ -193,20 +193,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/start", post(legacy::start))
         .route("/api/stop", post(legacy::stop))
         .route("/api/config", get(legacy::config));
-    let openapi = Arc::new(contract::json(&state.settings));
-    let serve_doc = move || std::future::ready(axum::Json(openapi.as_ref().clone()));
+    let openapi = contract::json(&state.settings);
+    let served = Arc::new(openapi.clone());
+    let serve_doc = move || std::future::ready(axum::Json(served.as_ref().clone()));
     // Swagger UI at /docs, and at /documentation with the JSON at /documentation/json where
     // the proof of concept served them.
     let docs = Router::new()
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+                .external_url_unchecked("/openapi.json", openapi),
         )
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/documentation")
                 .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         )
-        .route("/openapi.json", get(serve_doc.clone()))
         .route("/documentation/json", get(serve_doc));
     Router::new()
         .route("/health", get(health))
