@@ -274,6 +274,11 @@ pub struct ServeArgs {
     /// stop and replace loads).
     #[arg(long, env = "OHLCV_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+    /// Most trades one `POST /api/v1/ingestions` may ask for; more is a 400, and the OpenAPI
+    /// document states the bound. Does not bound `--trades`, the server's own load.
+    #[arg(long, env = "OHLCV_MAX_INGESTION_TRADES", default_value_t = crate::api::MAX_INGESTION_TRADES,
+        value_parser = clap::value_parser!(u64).range(1..=crate::api::MAX_INGESTION_TRADES))]
+    pub max_ingestion_trades: u64,
     /// The load `POST /api/start` runs, and the defaults of `POST /api/v1/ingestions`.
     #[command(flatten)]
     pub load: LoadArgs,

@@ -64,6 +64,10 @@ pub enum ModelError {
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
+/// What [`Symbol::new`] accepts, as a JSON Schema pattern (the OpenAPI document states it; a
+/// property test holds the validator to it).
+pub const SYMBOL_PATTERN: &str = "^[A-Z][A-Z0-9.-]{0,9}$";
+
 /// A ticker symbol such as `AAPL` or `BRK.B`. Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

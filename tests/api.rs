@@ -294,9 +294,44 @@ fn invalid_parameters_get_problem_details() {
             "{path}: {body}"
         );
     }
+    // Well-formed requests the server cannot serve are 422s; requests breaking the document
+    // 400s.
+    let unprocessable = ["invalid_range", "range_too_large", "invalid_cursor"];
+    for (path, status, code, param) in [
+        (
+            "/api/v1/candles?symbol=AAPL&interval=1m&start=2024-03-01&end=2024-03-02&cursor=",
+            400,
+            "invalid_cursor",
+            "cursor",
+        ),
+        (
+            "/api/v1/trades?symbol=AAPL&start=2024-02-30&end=2024-03-02",
+            422,
+            "invalid_time",
+            "start",
+        ),
+        (
+            "/api/v1/trades?symbol=A%20B&start=2024-03-01&end=2024-03-02",
+            400,
+            "invalid_symbol",
+            "symbol",
+        ),
+    ] {
+        let (got, body) = problem(path);
+        assert_eq!(
+            (got, &body["code"], &body["param"]),
+            (status, &serde_json::json!(code), &serde_json::json!(param)),
+            "{path}"
+        );
+    }
     for (path, code, param) in cases {
         let (status, body) = problem(path);
-        assert_eq!(status, 400, "{path}");
+        let want = if unprocessable.contains(&code) {
+            422
+        } else {
+            400
+        };
+        assert_eq!(status, want, "{path}");
         assert_eq!(body["code"], code, "{path}: {body}");
         assert_eq!(body["param"], param, "{path}: {body}");
         assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
@@ -371,7 +406,8 @@ fn stats_problems() {
         ("/api/v1/stats?symbols=AAPL,NVDA", "unknown_symbol"),
     ] {
         let (status, body) = problem(path);
-        assert_eq!(status, 400, "{path}");
+        let want = if code == "unknown_symbol" { 422 } else { 400 };
+        assert_eq!(status, want, "{path}");
         assert_eq!(body["code"], code, "{path}: {body}");
         assert_eq!(body["param"], "symbols", "{path}: {body}");
     }

@@ -70,7 +70,7 @@ fn a_load_is_started_watched_cancelled_and_resumed_through_the_api() {
     assert_eq!(running["state"], "running");
     assert_eq!(running["total"], 3_000_000);
     // One load at a time.
-    let (status, problem) = post(&format!("{url}/api/v1/ingestions"), None);
+    let (status, problem) = post(&format!("{url}/api/v1/ingestions"), Some(json!({})));
     assert_eq!(
         (status, problem["code"].as_str()),
         (409, Some("already_running"))
@@ -165,30 +165,61 @@ fn ingestion_settings_are_validated() {
         // Outside the supported years: refused before any calendar arithmetic can overflow.
         (
             json!({"trades": 1000, "start": "0479-04-18", "end": "0479-05-01"}),
-            "invalid_load",
-            "body",
+            "invalid_date",
+            "start",
         ),
         (
             json!({"trades": 1000, "start": "2300-01-01", "end": "2300-02-01"}),
-            "invalid_load",
-            "body",
+            "invalid_date",
+            "start",
+        ),
+        (json!({"trades": null}), "invalid_trades", "trades"),
+        (
+            json!({"symbols": ["AAPL", "AAPL"]}),
+            "invalid_symbols",
+            "symbols",
+        ),
+        (json!({"start": "2024-02-30"}), "invalid_date", "start"),
+        (
+            json!({"trades": 20_000_000_000u64}),
+            "invalid_trades",
+            "trades",
         ),
     ] {
         let r = Client::new().post(&create).json(&body).send().unwrap();
         assert_eq!(r.headers()["content-type"], "application/problem+json");
         let (status, v) = json_of(r);
+        // Settings the document admits that make no load are 422s; the rest break it.
+        let unprocessable = ["invalid_range", "store_not_configured", "invalid_load"];
+        let want = if unprocessable.contains(&code) || body["start"] == "2024-02-30" {
+            422
+        } else {
+            400
+        };
         assert_eq!(
             (status, v["code"].as_str(), v["param"].as_str()),
-            (400, Some(code), Some(param)),
+            (want, Some(code), Some(param)),
             "{body}: {v}"
         );
     }
-    let r = Client::new()
-        .post(&create)
-        .body("{not json")
-        .send()
-        .unwrap();
-    assert_eq!(json_of(r).1["code"], "invalid_body");
+    // The body is a JSON object sent as JSON: none, or another type, is refused.
+    for (content_type, body, status, code) in [
+        (Some("application/json"), "{not json", 400, "invalid_body"),
+        (Some("application/json"), "", 400, "missing_body"),
+        (None, "{}", 415, "unsupported_media_type"),
+        (Some("text/plain"), "{}", 415, "unsupported_media_type"),
+    ] {
+        let mut r = Client::new().post(&create).body(body);
+        if let Some(t) = content_type {
+            r = r.header("content-type", t);
+        }
+        let (got, v) = json_of(r.send().unwrap());
+        assert_eq!((got, v["code"].as_str()), (status, Some(code)), "{body:?}");
+    }
+    assert_eq!(
+        get(&format!("{url}/api/v1/ingestions")).1["ingestions"],
+        json!([])
+    );
     let r = Client::new()
         .post(&create)
         .body(vec![b' '; 100_000])

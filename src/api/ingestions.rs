@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -14,23 +14,50 @@ use crate::generator::MarketPlan;
 use crate::ingest::LoadSpec;
 use crate::ingest::jobs::{JobError, JobState, JobStatus};
 use crate::model::Symbol;
+use crate::{calendar, query};
 
-/// Largest load one request may ask for: 10 billion trades.
-const MAX_TRADES: u64 = 10_000_000_000;
-const MAX_SYMBOLS: usize = 10_000;
+/// Largest load one request may ask for, unless `ohlcv serve --max-ingestion-trades` says
+/// less: 10 billion trades.
+pub const MAX_TRADES: u64 = 10_000_000_000;
+/// Most symbols one request may name: the longest such body stays under the 64 KiB limit.
+pub(super) const MAX_SYMBOLS: usize = 1_000;
 
 fn invalid(code: &'static str, detail: impl Into<String>, param: &'static str) -> Problem {
     Problem::bad_request(code, detail.into(), param)
 }
 
-/// Validates an ingestion request body: every field optional, each checked, the server's
-/// load (`ohlcv serve`'s load flags) standing for those left out.
-pub(super) fn spec(state: &AppState, body: &Bytes) -> Result<LoadSpec, Problem> {
-    let mut spec = state.load_defaults.as_ref().clone();
-    let r: IngestionRequest = if body.is_empty() {
-        IngestionRequest::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
+/// Reads the body of `POST /api/v1/ingestions`: a JSON object, sent as `application/json`.
+fn request(headers: &HeaderMap, body: &Bytes) -> Result<IngestionRequest, Problem> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the settings as application/json",
+            Some("body"),
+        ));
+    }
+    if body.is_empty() {
+        return Err(invalid(
+            "missing_body",
+            "the body is a JSON object of settings; {} loads the server's own",
+            "body",
+        ));
+    }
+    // A struct reads from a JSON array too (its fields in order); the document says object.
+    serde_json::from_slice::<Value>(body)
+        .and_then(|v| {
+            if v.is_object() {
+                serde_json::from_value(v)
+            } else {
+                Err(serde::de::Error::custom("expected a JSON object"))
+            }
+        })
+        .map_err(|e| {
             // serde's message names the field and what was expected, never server state.
             let detail = e.to_string();
             let detail = detail.split(" at line ").next().unwrap_or_default();
@@ -39,17 +66,24 @@ pub(super) fn spec(state: &AppState, body: &Bytes) -> Result<LoadSpec, Problem> 
                 format!("invalid JSON body: {detail}"),
                 "body",
             )
-        })?
-    };
+        })
+}
+
+/// Validates ingestion settings: every field optional, each checked, the server's load
+/// (`ohlcv serve`'s load flags) standing for those left out. A setting that breaks the
+/// document is a 400; settings the document admits that make no load (start after end, no
+/// session, another store) are a 422.
+pub(super) fn spec(state: &AppState, r: &IngestionRequest) -> Result<LoadSpec, Problem> {
+    let mut spec = state.load_defaults.as_ref().clone();
+    let max_trades = state.settings.max_ingestion_trades;
     let config = &mut spec.load;
     if let Some(t) = &r.trades {
-        config.trades = t
-            .as_u64()
-            .filter(|t| (1..=MAX_TRADES).contains(t))
+        config.trades = whole(t)
+            .filter(|t| (1..=max_trades).contains(t))
             .ok_or_else(|| {
                 invalid(
                     "invalid_trades",
-                    format!("trades must be an integer from 1 to {MAX_TRADES}"),
+                    format!("trades must be an integer from 1 to {max_trades}"),
                     "trades",
                 )
             })?;
@@ -75,34 +109,50 @@ pub(super) fn spec(state: &AppState, body: &Bytes) -> Result<LoadSpec, Problem> 
                             .map_err(|e| invalid("invalid_symbol", e.to_string(), "symbols"))
                     })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = config.symbols.iter().find(|s| !seen.insert(*s)) {
+            return Err(invalid(
+                "invalid_symbols",
+                format!("symbols must each appear once; {twice} is repeated"),
+                "symbols",
+            ));
+        }
     }
     let date = |param: &'static str, v: &Option<Value>| -> Result<Option<NaiveDate>, Problem> {
-        v.as_ref()
-            .map(|v| {
-                v.as_str()
-                    .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                    .ok_or_else(|| {
-                        invalid(
-                            "invalid_date",
-                            format!("{param} must be a YYYY-MM-DD date"),
-                            param,
-                        )
-                    })
+        let Some(v) = v else {
+            return Ok(None);
+        };
+        let s = v
+            .as_str()
+            .filter(|s| query::is_date_shaped(s))
+            .ok_or_else(|| {
+                invalid(
+                    "invalid_date",
+                    format!(
+                        "{param} must be a YYYY-MM-DD date in {}",
+                        calendar::supported_range()
+                    ),
+                    param,
+                )
+            })?;
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| {
+                Problem::unprocessable("invalid_date", format!("{param}: no such day {s}"), param)
             })
-            .transpose()
     };
     config.start = date("start", &r.start)?.unwrap_or(config.start);
     config.end = date("end", &r.end)?.unwrap_or(config.end);
     if config.start > config.end {
-        return Err(invalid(
+        return Err(Problem::unprocessable(
             "invalid_range",
-            "start must not be after end",
+            "start must not be after end".into(),
             "end",
         ));
     }
     if let Some(seed) = &r.seed {
-        config.seed = seed.as_u64().ok_or_else(|| {
+        config.seed = whole(seed).ok_or_else(|| {
             invalid(
                 "invalid_seed",
                 "seed must be a non-negative integer",
@@ -121,7 +171,7 @@ pub(super) fn spec(state: &AppState, body: &Bytes) -> Result<LoadSpec, Problem> 
         }
         let serving = state.jobs.target().store_name();
         if store != serving {
-            return Err(invalid(
+            return Err(Problem::unprocessable(
                 "store_not_configured",
                 format!(
                     "this server loads into {serving}; start it with --store {store} to load there"
@@ -145,7 +195,7 @@ pub(super) fn spec(state: &AppState, body: &Bytes) -> Result<LoadSpec, Problem> 
     spec.resume = flag("resume", &r.resume, spec.resume)?;
     // The plan fails fast on settings no generator run could satisfy (no session in range).
     MarketPlan::new(spec.load.clone())
-        .map_err(|e| invalid("invalid_load", e.to_string(), "body"))?;
+        .map_err(|e| Problem::unprocessable("invalid_load", e.to_string(), "body"))?;
     Ok(spec)
 }
 
@@ -179,21 +229,28 @@ fn parse_id(raw: &str) -> Result<u64, Problem> {
 
 /// Starts a load with the body's settings (the server's defaults for those left out).
 #[utoipa::path(post, path = "/api/v1/ingestions", tag = "ingestions", security(("bearer" = [])),
-    request_body(content = IngestionRequest, content_type = "application/json", description = "Every field optional"),
+    request_body(content = IngestionRequest, content_type = "application/json",
+        description = "A JSON object; every field optional, `{}` for the server's own load"),
     responses(
-        (status = 202, description = "Started; Location names it", body = JobStatus),
-        (status = 400, description = "Invalid setting", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "The server has a token and the request does not", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Started; Location names it", body = JobStatus,
+            links(
+                ("GetIngestion" = (operation_id = "get_one", parameters(("id" = "$response.body#/id")))),
+                ("CancelIngestion" = (operation_id = "cancel", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, description = "No body, or a setting breaks its type, pattern, enum or bounds", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A load is already running", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Well-formed settings that make no load: no such day, start after end, no session in the range, or a store the server does not load into", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let job = state
         .jobs
-        .start(spec(&state, &body)?)
+        .start(spec(&state, &request(&headers, &body)?)?)
         .map_err(|e| busy(&e))?;
     let location = format!("/api/v1/ingestions/{}", job.id);
     Ok((
@@ -205,32 +262,57 @@ pub(super) async fn create(
 }
 
 /// The body of `POST /api/v1/ingestions`. Fields are read as JSON values and checked one by
-/// one in [`spec`], so each wrong one gets its own error code.
+/// one in [`spec`], so each wrong one gets its own error code; a field sent as `null` is kept
+/// (and refused), not taken for one left out. The document's schema of it is written out in
+/// `contract`, with the bounds [`spec`] checks.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct IngestionRequest {
     /// Number of trades, exactly.
     #[schema(value_type = Option<u64>, example = 1000000)]
+    #[serde(default, deserialize_with = "present")]
     trades: Option<Value>,
     #[schema(value_type = Option<Vec<String>>, example = json!(["AAPL", "MSFT"]))]
+    #[serde(default, deserialize_with = "present")]
     symbols: Option<Value>,
     /// First date, inclusive.
     #[schema(value_type = Option<String>, format = Date, example = "2024-01-01")]
+    #[serde(default, deserialize_with = "present")]
     start: Option<Value>,
     /// Last date, inclusive.
     #[schema(value_type = Option<String>, format = Date, example = "2024-12-31")]
+    #[serde(default, deserialize_with = "present")]
     end: Option<Value>,
     #[schema(value_type = Option<u64>)]
+    #[serde(default, deserialize_with = "present")]
     seed: Option<Value>,
     /// `parquet` or `influxdb`: must be the store the server serves.
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "present")]
     store: Option<Value>,
     /// Delete a different load found in the store.
     #[schema(value_type = Option<bool>)]
+    #[serde(default, deserialize_with = "present")]
     replace: Option<Value>,
     /// InfluxDB: skip chunks this load's checkpoint lists as written.
     #[schema(value_type = Option<bool>)]
+    #[serde(default, deserialize_with = "present")]
     resume: Option<Value>,
+}
+
+/// A JSON number that is a whole, non-negative u64: JSON Schema counts `7.0` as an integer.
+fn whole(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            // Saturates at u64::MAX, the one value the range's rounded end lets through.
+            .map(|f| f as u64)
+    })
+}
+
+/// A field's value, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
 }
 
 /// Every ingestion since the server started, oldest first.
@@ -268,7 +350,7 @@ pub(super) async fn get_one(
     params(("id" = u64, Path, description = "The ingestion's id")),
     responses(
         (status = 202, description = "Stopping", body = JobStatus),
-        (status = 401, description = "The server has a token and the request does not", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ingestion", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is not running", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -138,12 +137,14 @@ pub(super) async fn status(State(state): State<AppState>) -> Response {
 #[utoipa::path(post, path = "/api/start", tag = "legacy", security(("bearer" = [])),
     responses(
         (status = 202, description = "Started", body = Message, example = json!({"message": STARTED})),
-        (status = 401, description = "The server has a token and the request does not", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A load is running", body = LegacyError, example = json!({"error": RUNNING})),
     ))]
 pub(super) async fn start(State(state): State<AppState>) -> Result<Response, Problem> {
     // Starting fails only when a load is running.
-    let Ok(job) = state.jobs.start(ingestions::spec(&state, &Bytes::new())?) else {
+    let Ok(job) = state.jobs.start(ingestions::spec(
+        &state,
+        &ingestions::IngestionRequest::default(),
+    )?) else {
         return Ok(conflict(RUNNING));
     };
     Ok((
@@ -160,7 +161,6 @@ pub(super) async fn start(State(state): State<AppState>) -> Result<Response, Pro
     responses(
         (status = 200, description = "Stopped", body = Message, example = json!({"message": STOPPED})),
         (status = 202, description = "Still stopping after 10 s (InfluxDB retrying a batch)", body = Message, example = json!({"message": STOPPING})),
-        (status = 401, description = "The server has a token and the request does not", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No load is running", body = LegacyError, example = json!({"error": NOT_RUNNING})),
     ))]
 pub(super) async fn stop(State(state): State<AppState>) -> Response {
@@ -197,7 +197,6 @@ pub(super) struct LegacyConfig {
 #[utoipa::path(get, path = "/api/config", tag = "legacy", security(("bearer" = [])),
     responses(
         (status = 200, description = "The settings", body = LegacyConfig),
-        (status = 401, description = "The server has a token and the request does not", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn config(State(state): State<AppState>) -> Response {
     let c = &state.load_defaults.load;

@@ -15,7 +15,7 @@ use crate::candles::{self, Fill, Interval};
 use crate::format::{self, CandleJson, CandlesPage, Format, TradeJson, TradesPage};
 use crate::generator::MarketPlan;
 use crate::model::{Nanos, Symbol, TradeColumns, format_time};
-use crate::query::{self, CandleQuery};
+use crate::query::{self, CandleQuery, QueryError};
 use crate::stats::{self, StatsReport};
 use crate::store::{Manifest, Store};
 
@@ -37,7 +37,7 @@ struct SymbolInfo {
 #[utoipa::path(get, path = "/api/v1/symbols", tag = "market data",
     responses(
         (status = 200, description = "The symbols", body = SymbolList),
-        (status = 503, description = "No load stored yet", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet, the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn symbols(State(state): State<AppState>) -> Result<Response, Problem> {
     let list = state
@@ -113,30 +113,35 @@ fn validate(p: &RangeParams) -> Result<Validated, Problem> {
     let tz = candles::parse_tz(&tz_name)
         .map_err(|e| Problem::bad_request("invalid_tz", e.to_string(), "tz"))?;
     let time = |param: &'static str, v: &Option<String>| {
-        query::parse_time(required(v, param)?, tz)
-            .map_err(|e| Problem::bad_request("invalid_time", e.to_string(), param))
+        query::parse_time(required(v, param)?, tz).map_err(|e| match e {
+            QueryError::Time(_) => Problem::bad_request("invalid_time", e.to_string(), param),
+            e => Problem::unprocessable("invalid_time", e.to_string(), param),
+        })
     };
     let mut start = time("start", &p.start)?;
     let end = time("end", &p.end)?;
     if start >= end {
-        return Err(Problem::bad_request(
+        return Err(Problem::unprocessable(
             "invalid_range",
             "start must be before end".into(),
             "end",
         ));
     }
     if let Some(cursor) = &p.cursor {
-        let at: Nanos = cursor
-            .parse()
-            .ok()
-            .filter(|c| (start..end).contains(c))
-            .ok_or_else(|| {
-                Problem::bad_request(
-                    "invalid_cursor",
-                    "cursor is not one this range returned".into(),
-                    "cursor",
-                )
-            })?;
+        let at = query::parse_cursor(cursor).ok_or_else(|| {
+            Problem::bad_request(
+                "invalid_cursor",
+                "cursor is the next_cursor of a page, an integer".into(),
+                "cursor",
+            )
+        })?;
+        if !(start..end).contains(&at) {
+            return Err(Problem::unprocessable(
+                "invalid_cursor",
+                "cursor is not one this range returned".into(),
+                "cursor",
+            ));
+        }
         start = at;
     }
     let limit = match &p.limit {
@@ -184,18 +189,21 @@ fn wants_csv(headers: &HeaderMap) -> bool {
 /// prints.
 #[utoipa::path(get, path = "/api/v1/candles", tag = "market data",
     params(
-        ("symbol" = String, Query, description = "Ticker, [A-Z][A-Z0-9.-]{0,9}", example = "AAPL"),
-        ("interval" = String, Query, description = "<n><unit>, unit s, m, h, d, w or mo", example = "1m"),
-        ("start" = String, Query, description = "RFC 3339 time or YYYY-MM-DD (midnight in tz), inclusive", example = "2024-03-11"),
-        ("end" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, exclusive", example = "2024-03-12"),
+        ("symbol" = String, Query, description = "Ticker: a capital letter, then up to 9 capitals, digits, '.' or '-'", example = "AAPL"),
+        ("interval" = String, Query, description = "<n><unit>: n from 1 to 1000000, unit s, m, h, d, w or mo", example = "1m"),
+        ("start" = String, Query, description = "RFC 3339 time or YYYY-MM-DD (midnight in tz), inclusive, in the years 1998 to 2261", example = "2024-03-11"),
+        ("end" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, exclusive, in the years 1998 to 2261", example = "2024-03-12"),
         ("tz" = Option<String>, Query, description = "IANA zone buckets align to (default America/New_York)"),
         ("fill" = Option<String>, Query, description = "none (default), null or previous: empty session buckets"),
-        ("limit" = Option<u32>, Query, description = "Candles per page, 1 to 10000 (default 1000)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<u16>, Query, description = "Candles per page, 1 to 10000 (default 1000)"),
+        ("cursor" = Option<i64>, Query, description = "next_cursor of the previous page: a time in nanoseconds within [start, end)"),
     ),
     responses(
-        (status = 200, description = "A page of candles (text/csv when asked for by Accept)", body = CandlesPage),
-        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page of candles (csv with `Accept: text/csv`, the next cursor in `x-next-cursor`)",
+            content((CandlesPage = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A parameter is missing or breaks its pattern, enum or bounds", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Well-formed, but no such day or time, a time outside the supported years, start not before end, a cursor outside the range, or more than 1,000,000 buckets", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet, the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn candles_handler(
     State(state): State<AppState>,
@@ -219,7 +227,7 @@ pub(super) async fn candles_handler(
                 Problem::bad_request("invalid_fill", e.to_string(), "fill")
             })?;
     if interval.approx_buckets(v.start, v.end) > MAX_BUCKETS {
-        return Err(Problem::bad_request(
+        return Err(Problem::unprocessable(
             "range_too_large",
             format!(
                 "the range holds more than {MAX_BUCKETS} {interval} buckets; shorten it or use a larger interval"
@@ -238,7 +246,7 @@ pub(super) async fn candles_handler(
     let mut rows = state
         .call(move |store| query::candles(store, &q).map_err(|e| Problem::from_query(&e)))
         .await?;
-    let next_cursor = (rows.len() > v.limit).then(|| rows[v.limit].time.to_string());
+    let next_cursor = rows.get(v.limit).map(|r| query::format_cursor(r.time));
     rows.truncate(v.limit);
     if wants_csv(&headers) {
         let mut body = Vec::new();
@@ -288,16 +296,19 @@ fn csv_response(body: Vec<u8>, next_cursor: Option<String>) -> Response {
 /// Trades of one symbol in time order, paged.
 #[utoipa::path(get, path = "/api/v1/trades", tag = "market data",
     params(
-        ("symbol" = String, Query, description = "Ticker", example = "AAPL"),
-        ("start" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, inclusive", example = "2024-03-11T14:30:00Z"),
-        ("end" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, exclusive", example = "2024-03-11T14:31:00Z"),
+        ("symbol" = String, Query, description = "Ticker: a capital letter, then up to 9 capitals, digits, '.' or '-'", example = "AAPL"),
+        ("start" = String, Query, description = "RFC 3339 time or YYYY-MM-DD (midnight in tz), inclusive, in the years 1998 to 2261", example = "2024-03-11T14:30:00Z"),
+        ("end" = String, Query, description = "RFC 3339 time or YYYY-MM-DD, exclusive, in the years 1998 to 2261", example = "2024-03-11T14:31:00Z"),
         ("tz" = Option<String>, Query, description = "IANA zone of bare dates (default America/New_York)"),
-        ("limit" = Option<u32>, Query, description = "Trades per page, 1 to 10000 (default 1000)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<u16>, Query, description = "Trades per page, 1 to 10000 (default 1000)"),
+        ("cursor" = Option<i64>, Query, description = "next_cursor of the previous page: a time in nanoseconds within [start, end)"),
     ),
     responses(
-        (status = 200, description = "A page of trades (text/csv when asked for by Accept)", body = TradesPage),
-        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page of trades (csv with `Accept: text/csv`, the next cursor in `x-next-cursor`)",
+            content((TradesPage = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A parameter is missing or breaks its pattern or bounds", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Well-formed, but no such day or time, a time outside the supported years, start not before end, or a cursor outside the range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet, the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn trades_handler(
     State(state): State<AppState>,
@@ -314,7 +325,7 @@ pub(super) async fn trades_handler(
                 .map_err(|e| Problem::from_store(&e))
         })
         .await?;
-    let next_cursor = (trades.len() > v.limit).then(|| trades.times[v.limit].to_string());
+    let next_cursor = trades.times.get(v.limit).copied().map(query::format_cursor);
     trades.truncate(v.limit);
     if wants_csv(&headers) {
         let mut body = Vec::new();
@@ -381,9 +392,11 @@ struct StatsParams {
         ("symbols" = Option<String>, Query, description = "Comma-separated symbols of the load (default: all)", example = "AAPL,MSFT"),
     ),
     responses(
-        (status = 200, description = "The report (text/csv when asked for by Accept)", body = StatsReport),
-        (status = 400, description = "Invalid or unknown symbol", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No load stored yet", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The report (csv with `Accept: text/csv`)",
+            content((StatsReport = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "`symbols` breaks its pattern", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A symbol the stored load does not hold", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet, the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn stats_handler(
     State(state): State<AppState>,

@@ -7,11 +7,13 @@
 //! - `ingestions`: loads as jobs;
 //! - `legacy`: the proof of concept's routes, answering as it did;
 //! - [`auth`]: the bearer token that guards loads (and, if asked, every route);
-//! - `metrics`: the Prometheus registry; `problem`: the error documents.
+//! - `metrics`: the Prometheus registry; `problem`: the error documents;
+//! - `contract`: the OpenAPI document, with every bound and status the server keeps.
 //!
 //! Store calls block (file or HTTP I/O), so handlers run them on tokio's blocking pool.
 
 pub mod auth;
+mod contract;
 mod ingestions;
 mod legacy;
 mod market;
@@ -32,6 +34,7 @@ use crate::ingest::LoadSpec;
 use crate::ingest::jobs::Jobs;
 use crate::store::Store;
 pub use auth::{Auth, AuthScope};
+pub use ingestions::MAX_TRADES as MAX_INGESTION_TRADES;
 pub use problem::Problem;
 
 /// Default and largest page sizes of `/candles` and `/trades`.
@@ -65,6 +68,8 @@ pub struct Settings {
     /// Lines per InfluxDB write request, as `/api/config` reports it (`batchSize`).
     pub batch_lines: usize,
     pub auth: Auth,
+    /// Most trades one `POST /api/v1/ingestions` may ask for (the document's `maximum`).
+    pub max_ingestion_trades: u64,
 }
 
 impl Default for Settings {
@@ -73,6 +78,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             batch_lines: crate::ingest::WriteOptions::default().batch_lines,
             auth: Auth::open(),
+            max_ingestion_trades: ingestions::MAX_TRADES,
         }
     }
 }
@@ -187,19 +193,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/start", post(legacy::start))
         .route("/api/stop", post(legacy::stop))
         .route("/api/config", get(legacy::config));
-    let openapi = ApiDoc::openapi();
+    let openapi = contract::json(&state.settings);
+    let served = Arc::new(openapi.clone());
+    let serve_doc = move || std::future::ready(axum::Json(served.as_ref().clone()));
     // Swagger UI at /docs, and at /documentation with the JSON at /documentation/json where
     // the proof of concept served them.
     let docs = Router::new()
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi.clone()))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .external_url_unchecked("/openapi.json", openapi),
+        )
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/documentation")
                 .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         )
-        .route(
-            "/documentation/json",
-            get(move || std::future::ready(axum::Json(openapi))),
-        );
+        .route("/documentation/json", get(serve_doc));
     let api = Router::new()
         .route("/health", get(health))
         .merge(guarded(reads, auth.protects_reads()))

@@ -70,6 +70,12 @@ impl Problem {
         Self::new(StatusCode::BAD_REQUEST, code, &detail, Some(param))
     }
 
+    /// A request the document admits that names something the server cannot serve: a day that
+    /// does not exist, a range whose start is not before its end, a symbol not in the load.
+    pub fn unprocessable(code: &'static str, detail: String, param: &'static str) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, &detail, Some(param))
+    }
+
     /// An unexpected failure: logged with the request's id, answered with the id only.
     pub fn internal(error: &dyn std::fmt::Display) -> Self {
         let id = current_request_id().unwrap_or_else(request_id);
@@ -131,7 +137,7 @@ impl Problem {
         match e {
             StatsError::Store(s) => Self::from_store(s),
             e @ StatsError::UnknownSymbol { .. } => {
-                Self::bad_request("unknown_symbol", e.to_string(), "symbols")
+                Self::unprocessable("unknown_symbol", e.to_string(), "symbols")
             }
         }
     }

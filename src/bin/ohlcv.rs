@@ -110,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
                 batch_lines: args.load.write_options().batch_lines,
                 auth: args.auth()?,
+                max_ingestion_trades: args.max_ingestion_trades,
             };
             let store = cli.store.open(data_dir)?;
             serve(

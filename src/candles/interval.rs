@@ -42,6 +42,10 @@ impl Unit {
 /// The largest multiplier accepted: more than 400 years in any unit is no candle interval.
 pub const MAX_MULTIPLIER: u32 = 1_000_000;
 
+/// What [`Interval::from_str`] accepts, as a JSON Schema pattern (the OpenAPI document states
+/// it; a property test holds the parser to it).
+pub const INTERVAL_PATTERN: &str = "^([1-9][0-9]{0,5}|1000000)(s|m|h|d|w|mo)$";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Interval {
     pub n: u32,
@@ -180,7 +184,8 @@ impl Bucketing {
         match self.interval.fixed_nanos() {
             Some(len) => {
                 let start = day.0 + (t - day.0) / len * len;
-                (start, (start + len).min(day.1))
+                // An interval of up to a million hours from a day in 2261 passes i64 nanoseconds.
+                (start, start.saturating_add(len).min(day.1))
             }
             None => self.bucket(t),
         }

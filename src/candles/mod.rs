@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use crate::calendar;
 use crate::model::{Nanos, PRICE_UNITS_PER_DOLLAR, TradeColumns};
-pub use interval::{Bucketing, Interval, MAX_MULTIPLIER, Unit};
+pub use interval::{Bucketing, INTERVAL_PATTERN, Interval, MAX_MULTIPLIER, Unit};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CandleError {
