@@ -17,6 +17,7 @@ mod legacy;
 mod market;
 mod metrics;
 mod problem;
+mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use crate::ingest::jobs::Jobs;
 use crate::store::Store;
 pub use auth::{Auth, AuthScope};
 pub use problem::Problem;
+pub use server::Limits;
 
 /// Default and largest page sizes of `/candles` and `/trades`.
 pub const DEFAULT_LIMIT: usize = 1_000;
@@ -65,6 +67,8 @@ pub struct Settings {
     /// Lines per InfluxDB write request, as `/api/config` reports it (`batchSize`).
     pub batch_lines: usize,
     pub auth: Auth,
+    /// How many connections are held, and for how long.
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -73,6 +77,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             batch_lines: crate::ingest::WriteOptions::default().batch_lines,
             auth: Auth::open(),
+            limits: Limits::default(),
         }
     }
 }
@@ -372,17 +377,17 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests
-/// and stops a running load, its checkpoint written, so the same load started again resumes.
+/// Serves the API on `listener` within the settings' [`Limits`] until `shutdown` resolves,
+/// then finishes in-flight requests and stops a running load, its checkpoint written, so the
+/// same load started again resumes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let jobs = state.jobs.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = state.settings.limits;
+    server::run(listener, router(state), limits, shutdown).await;
     tokio::task::spawn_blocking(move || jobs.shutdown())
         .await
         .map_err(std::io::Error::other)

@@ -110,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
                 batch_lines: args.load.write_options().batch_lines,
                 auth: args.auth()?,
+                limits: args.limits(),
             };
             let store = cli.store.open(data_dir)?;
             serve(
@@ -160,7 +161,7 @@ fn serve(
         }
         let state = AppState::new(
             store.into(),
-            Arc::new(Jobs::new(target)),
+            Arc::new(Jobs::new(target).with_history(usize::try_from(args.ingestion_history).unwrap_or(usize::MAX))),
             args.load.spec(),
             settings,
         );
