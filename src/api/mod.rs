@@ -126,6 +126,24 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// A [`AppState::call`] that reads the stored load: answered 503 `load_incomplete` unless
+    /// the store holds a complete one, so that a load being written (or interrupted) is never
+    /// presented as the data. The embedded store stays complete while a replace is written.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, Problem> + Send + 'static,
+    ) -> Result<T, Problem> {
+        self.call(move |store| {
+            if !store.complete().map_err(|e| Problem::from_store(&e))? {
+                return Err(Problem::incomplete());
+            }
+            f(store)
+        })
+        .await
+    }
+}
+
 /// The OpenAPI document: every route, its parameters and its schemas.
 #[derive(OpenApi)]
 #[openapi(
@@ -336,30 +354,33 @@ async fn health() -> Response {
         .into_response()
 }
 
-/// The store answers and holds a load.
+/// The store answers and holds a complete load; otherwise 503 saying which of those fails.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})),
-        (status = 503, description = "The store is unreachable or empty", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unreachable, empty, or its load is incomplete (being written or interrupted)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn ready(State(state): State<AppState>) -> Response {
-    match state
-        .call(|store| store.manifest().map_err(|e| Problem::from_store(&e)))
-        .await
-    {
-        Ok(_) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready"})),
-        )
-            .into_response(),
-        Err(_) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the store is not reachable or holds no load",
-            None,
-        )
-        .into_response(),
-    }
+    let reason = match state.call(|store| Ok(store.manifest())).await {
+        Ok(Ok(m)) if m.complete => {
+            return (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"status": "ready"})),
+            )
+                .into_response();
+        }
+        Ok(Ok(m)) => format!(
+            "the stored load is incomplete ({} partitions written): a load is writing it or was interrupted",
+            m.partitions.len()
+        ),
+        Ok(Err(crate::store::StoreError::Empty(_))) => "the store holds no load yet".to_string(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::telemetry::chain(&e), "not ready");
+            "the store is not reachable".to_string()
+        }
+        Err(_) => "the store is not reachable".to_string(),
+    };
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &reason, None).into_response()
 }
 
 /// Prometheus metrics in the OpenMetrics text format.

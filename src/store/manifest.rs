@@ -24,6 +24,12 @@ pub struct Manifest {
     pub load: GeneratorConfig,
     /// True once every partition of the load not beyond retention is written.
     pub complete: bool,
+    /// In a data directory: the directory, relative to it, the partition files are under;
+    /// empty for the data directory itself. A load that replaces another is built in a
+    /// generation directory of its own ([`super::publish::generation_dir`]) and published by
+    /// the manifest naming it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub root: String,
     /// Retention in days; partitions ending before `now - retention` are removed on load.
     pub retention_days: u32,
     pub partitions: Vec<Partition>,
@@ -50,6 +56,7 @@ impl Manifest {
             generator_version: GENERATOR_VERSION,
             load,
             complete: false,
+            root: String::new(),
             retention_days,
             partitions: Vec::new(),
         }
