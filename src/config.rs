@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as Days, NaiveDate};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::api::{Auth, AuthScope};
+use crate::api::{Auth, AuthScope, Limits};
 use crate::calendar;
 use crate::candles::{Fill, Interval};
 use crate::format::Format;
@@ -260,6 +260,21 @@ pub struct ServeArgs {
     /// A request running longer than this many seconds is answered 503.
     #[arg(long, env = "OHLCV_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
+    /// A client must send a complete request head within this many seconds of the server
+    /// waiting for it, or the connection is closed.
+    #[arg(long, env = "OHLCV_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout_secs: u64,
+    /// A connection with no request in flight for this many seconds is closed (keep-alive
+    /// connections between requests, and clients that send nothing).
+    #[arg(long, env = "OHLCV_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout_secs: u64,
+    /// Connections held open at once; more wait in the listen backlog until one closes.
+    #[arg(long, env = "OHLCV_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Ingestion jobs kept for GET /api/v1/ingestions; beyond it the oldest finished are
+    /// dropped.
+    #[arg(long, env = "OHLCV_INGESTION_HISTORY", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub ingestion_history: u64,
     /// Bearer token that starting and stopping loads and /api/config require (every route
     /// but /health with --auth all).
     #[arg(long, env = "OHLCV_API_TOKEN", hide_env_values = true)]
@@ -285,6 +300,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The connection limits the flags set.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            // The flag's range keeps it far below usize::MAX on any target.
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+
     /// The API's access policy. Without a token, only a loopback address is served, unless
     /// --allow-unauthenticated says otherwise.
     pub fn auth(&self) -> Result<Auth, ConfigError> {

@@ -32,43 +32,64 @@ struct SymbolInfo {
     trades: u64,
 }
 
-/// Each symbol of the load with its first and last trade and count, from the load's plan:
-/// the store holds exactly what the generator says (`ohlcv verify`).
+/// Each symbol of the stored load with its first and last trade and count, over the
+/// partitions the manifest lists as stored (not those a load has yet to
+/// write). A stored partition holds exactly its chunks of the load's plan (`ohlcv verify`), so
+/// the plan says which trades those are without reading them.
 #[utoipa::path(get, path = "/api/v1/symbols", tag = "market data",
     responses(
         (status = 200, description = "The symbols", body = SymbolList),
-        (status = 503, description = "No load stored yet, the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet, the stored load is incomplete (`load_incomplete`), the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn symbols(State(state): State<AppState>) -> Result<Response, Problem> {
     let list = state
-        .call(|store| {
+        .read(|store| {
             let manifest = store.manifest().map_err(|e| Problem::from_store(&e))?;
-            let plan = MarketPlan::new(manifest.load).map_err(|e| Problem::internal(&e))?;
-            let mut out = Vec::new();
-            for (s, sp) in plan.symbols().iter().enumerate() {
-                let with_trades: Vec<usize> = (0..plan.sessions().len())
-                    .filter(|&d| sp.chunks[d].count > 0)
-                    .collect();
-                let edge = |d: Option<&usize>, last: bool| -> Option<Nanos> {
-                    let mut t = TradeColumns::default();
-                    plan.generate(s, *d?, &mut t);
-                    if last {
-                        t.times.last().copied()
-                    } else {
-                        t.times.first().copied()
-                    }
-                };
-                out.push(SymbolInfo {
-                    symbol: sp.symbol.to_string(),
-                    first_trade: edge(with_trades.first(), false).map(format_time),
-                    last_trade: edge(with_trades.last(), true).map(format_time),
-                    trades: sp.chunks.iter().map(|c| c.count).sum(),
-                });
-            }
-            Ok(out)
+            let plan = MarketPlan::new(manifest.load.clone()).map_err(|e| Problem::internal(&e))?;
+            Ok(stored_symbols(&plan, &manifest))
         })
         .await?;
     Ok(axum::Json(SymbolList { symbols: list }).into_response())
+}
+
+/// The symbols of `plan` with the trades of theirs that `manifest`'s partitions hold.
+fn stored_symbols(plan: &MarketPlan, manifest: &Manifest) -> Vec<SymbolInfo> {
+    let sessions = plan.sessions();
+    let mut out = Vec::new();
+    for (s, sp) in plan.symbols().iter().enumerate() {
+        let stored = |d: &usize| {
+            sessions.get(*d).is_some_and(|session| {
+                manifest.partitions.iter().any(|p| {
+                    p.symbols.contains(&sp.symbol)
+                        && p.start <= session.open
+                        && session.open < p.end
+                })
+            })
+        };
+        let with_trades: Vec<usize> = (0..sessions.len())
+            .filter(|d| sp.chunks.get(*d).is_some_and(|c| c.count > 0) && stored(d))
+            .collect();
+        let edge = |d: Option<&usize>, last: bool| -> Option<Nanos> {
+            let mut t = TradeColumns::default();
+            plan.generate(s, *d?, &mut t);
+            if last {
+                t.times.last().copied()
+            } else {
+                t.times.first().copied()
+            }
+        };
+        out.push(SymbolInfo {
+            symbol: sp.symbol.to_string(),
+            first_trade: edge(with_trades.first(), false).map(format_time),
+            last_trade: edge(with_trades.last(), true).map(format_time),
+            trades: with_trades
+                .iter()
+                .filter_map(|d| sp.chunks.get(*d))
+                .map(|c| c.count)
+                .sum(),
+        });
+    }
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,7 +224,7 @@ fn wants_csv(headers: &HeaderMap) -> bool {
             content((CandlesPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter is missing or breaks its pattern, enum or bounds", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Well-formed, but no such day or time, a time outside the supported years, start not before end, a cursor outside the range, or more than 1,000,000 buckets", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No load stored yet, the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet, the stored load is incomplete (`load_incomplete`), the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn candles_handler(
     State(state): State<AppState>,
@@ -244,7 +265,7 @@ pub(super) async fn candles_handler(
         fill,
     };
     let mut rows = state
-        .call(move |store| query::candles(store, &q).map_err(|e| Problem::from_query(&e)))
+        .read(move |store| query::candles(store, &q).map_err(|e| Problem::from_query(&e)))
         .await?;
     let next_cursor = rows.get(v.limit).map(|r| query::format_cursor(r.time));
     rows.truncate(v.limit);
@@ -308,7 +329,7 @@ fn csv_response(body: Vec<u8>, next_cursor: Option<String>) -> Response {
             content((TradesPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter is missing or breaks its pattern or bounds", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Well-formed, but no such day or time, a time outside the supported years, start not before end, or a cursor outside the range", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No load stored yet, the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet, the stored load is incomplete (`load_incomplete`), the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn trades_handler(
     State(state): State<AppState>,
@@ -319,7 +340,7 @@ pub(super) async fn trades_handler(
     let v = validate(&p)?;
     let (symbol, start, end, limit) = (v.symbol.clone(), v.start, v.end, v.limit);
     let mut trades = state
-        .call(move |store| {
+        .read(move |store| {
             store
                 .trades(&symbol, start, end, Some(limit + 1))
                 .map_err(|e| Problem::from_store(&e))
@@ -396,7 +417,7 @@ struct StatsParams {
             content((StatsReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "`symbols` breaks its pattern", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A symbol the stored load does not hold", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "No load stored yet, the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No load stored yet, the stored load is incomplete (`load_incomplete`), the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn stats_handler(
     State(state): State<AppState>,
@@ -421,7 +442,7 @@ pub(super) async fn stats_handler(
     // second computation starts meanwhile.
     let cache = state.stats.clone().lock_owned().await;
     let report = state
-        .call(move |store| {
+        .read(move |store| {
             let mut cache = cache;
             cache.report(store, symbols)
         })

@@ -19,6 +19,7 @@ mod legacy;
 mod market;
 mod metrics;
 mod problem;
+mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ use crate::store::Store;
 pub use auth::{Auth, AuthScope};
 pub use ingestions::MAX_TRADES as MAX_INGESTION_TRADES;
 pub use problem::Problem;
+pub use server::Limits;
 
 /// Default and largest page sizes of `/candles` and `/trades`.
 pub const DEFAULT_LIMIT: usize = 1_000;
@@ -70,6 +72,8 @@ pub struct Settings {
     pub auth: Auth,
     /// Most trades one `POST /api/v1/ingestions` may ask for (the document's `maximum`).
     pub max_ingestion_trades: u64,
+    /// How many connections are held, and for how long.
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -79,6 +83,7 @@ impl Default for Settings {
             batch_lines: crate::ingest::WriteOptions::default().batch_lines,
             auth: Auth::open(),
             max_ingestion_trades: ingestions::MAX_TRADES,
+            limits: Limits::default(),
         }
     }
 }
@@ -124,6 +129,24 @@ impl AppState {
         tokio::task::spawn_blocking(move || problem::with_request_id(id, || f(store.as_ref())))
             .await
             .map_err(|e| Problem::internal(&e))?
+    }
+}
+
+impl AppState {
+    /// A [`AppState::call`] that reads the stored load: answered 503 `load_incomplete` unless
+    /// the store holds a complete one, so that a load being written (or interrupted) is never
+    /// presented as the data. The embedded store stays complete while a replace is written.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, Problem> + Send + 'static,
+    ) -> Result<T, Problem> {
+        self.call(move |store| {
+            if !store.complete().map_err(|e| Problem::from_store(&e))? {
+                return Err(Problem::incomplete());
+            }
+            f(store)
+        })
+        .await
     }
 }
 
@@ -350,30 +373,33 @@ async fn health() -> Response {
         .into_response()
 }
 
-/// The store answers and holds a load.
+/// The store answers and holds a complete load; otherwise 503 saying which of those fails.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})),
-        (status = 503, description = "The store is unreachable or empty", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unreachable, empty, or its load is incomplete (being written or interrupted)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn ready(State(state): State<AppState>) -> Response {
-    match state
-        .call(|store| store.manifest().map_err(|e| Problem::from_store(&e)))
-        .await
-    {
-        Ok(_) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready"})),
-        )
-            .into_response(),
-        Err(_) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the store is not reachable or holds no load",
-            None,
-        )
-        .into_response(),
-    }
+    let reason = match state.call(|store| Ok(store.manifest())).await {
+        Ok(Ok(m)) if m.complete => {
+            return (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"status": "ready"})),
+            )
+                .into_response();
+        }
+        Ok(Ok(m)) => format!(
+            "the stored load is incomplete ({} partitions written): a load is writing it or was interrupted",
+            m.partitions.len()
+        ),
+        Ok(Err(crate::store::StoreError::Empty(_))) => "the store holds no load yet".to_string(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::telemetry::chain(&e), "not ready");
+            "the store is not reachable".to_string()
+        }
+        Err(_) => "the store is not reachable".to_string(),
+    };
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &reason, None).into_response()
 }
 
 /// Prometheus metrics in the OpenMetrics text format.
@@ -391,17 +417,17 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests
-/// and stops a running load, its checkpoint written, so the same load started again resumes.
+/// Serves the API on `listener` within the settings' [`Limits`] until `shutdown` resolves,
+/// then finishes in-flight requests and stops a running load, its checkpoint written, so the
+/// same load started again resumes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let jobs = state.jobs.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = state.settings.limits;
+    server::run(listener, router(state), limits, shutdown).await;
     tokio::task::spawn_blocking(move || jobs.shutdown())
         .await
         .map_err(std::io::Error::other)

@@ -95,6 +95,16 @@ impl Problem {
         Self::internal(&format_args!("a handler panicked: {what}")).into_response()
     }
 
+    /// Reads of a store whose load is not complete: what it holds is not the data yet.
+    pub fn incomplete() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "load_incomplete",
+            "the stored load is incomplete: a load is writing it or was interrupted; reads answer once it has finished",
+            None,
+        )
+    }
+
     pub fn from_store(e: &StoreError) -> Self {
         match e {
             StoreError::Empty(_) => Self::new(

@@ -111,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 batch_lines: args.load.write_options().batch_lines,
                 auth: args.auth()?,
                 max_ingestion_trades: args.max_ingestion_trades,
+                limits: args.limits(),
             };
             let store = cli.store.open(data_dir)?;
             serve(
@@ -161,7 +162,7 @@ fn serve(
         }
         let state = AppState::new(
             store.into(),
-            Arc::new(Jobs::new(target)),
+            Arc::new(Jobs::new(target).with_history(usize::try_from(args.ingestion_history).unwrap_or(usize::MAX))),
             args.load.spec(),
             settings,
         );

@@ -134,12 +134,17 @@ pub enum JobError {
     NotRunning,
 }
 
-/// The server's loads: at most one running, every one kept for reporting.
+/// Jobs kept for reporting unless [`Jobs::with_history`] says otherwise.
+pub const DEFAULT_HISTORY: usize = 100;
+
+/// The server's loads: at most one running, the latest `history` kept for reporting.
 #[derive(Debug)]
 pub struct Jobs {
     target: Target,
     next_id: AtomicU64,
+    /// Oldest first.
     jobs: Mutex<Vec<Arc<Job>>>,
+    history: usize,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -149,7 +154,17 @@ impl Jobs {
             target,
             next_id: AtomicU64::new(1),
             jobs: Mutex::new(Vec::new()),
+            history: DEFAULT_HISTORY,
             threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps at most `history` jobs (at least one): starting another drops the oldest ended
+    /// ones, so the list cannot grow without bound. A running job is never dropped.
+    pub fn with_history(self, history: usize) -> Self {
+        Self {
+            history: history.max(1),
+            ..self
         }
     }
 
@@ -179,6 +194,11 @@ impl Jobs {
             }),
             ended: tokio::sync::watch::Sender::new(false),
         });
+        // None is busy, so every job listed has ended: the oldest go.
+        let excess = (jobs.len() + 1)
+            .saturating_sub(self.history)
+            .min(jobs.len());
+        jobs.drain(..excess);
         jobs.push(job.clone());
         let (target, running) = (self.target.clone(), job.clone());
         let handle = std::thread::Builder::new()

@@ -18,7 +18,7 @@ use crate::model::TradeColumns;
 use crate::store::layout::{self, PlannedPartition};
 use crate::store::manifest::{Manifest, Partition};
 use crate::store::parquet::ParquetStore;
-use crate::store::{StoreError, io_err};
+use crate::store::{StoreError, io_err, publish};
 use crate::telemetry;
 
 fn write_partition(
@@ -55,26 +55,38 @@ fn write_partition(
 }
 
 /// Runs a load into the Parquet store at `dir`.
+///
+/// A load resumes in place: the same load's published partitions are kept. A load replacing a
+/// different one is written in a generation directory of its own while readers keep the old
+/// load, and swapped in by publishing its manifest once complete ([`publish::generation_dir`]).
 pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<LoadSummary> {
     let started = Instant::now();
     let plan = MarketPlan::new(spec.load.clone())?;
-    let store = ParquetStore::new(dir);
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
 
     let mut manifest = Manifest::new(spec.load.clone());
-    match Manifest::read(dir)? {
-        Some(existing) if !existing.same_load(&manifest) => {
-            if !spec.replace {
-                return Err(StoreError::DifferentLoad {
-                    target: dir.display().to_string(),
-                    existing: existing.describe(),
-                }
-                .into());
+    let existing = Manifest::read(dir)?;
+    // The load being replaced, once the new one is written beside it.
+    let mut replaced = None;
+    match &existing {
+        Some(e) if e.same_load(&manifest) => manifest.root = e.root.clone(),
+        Some(e) if !spec.replace => {
+            return Err(StoreError::DifferentLoad {
+                target: dir.display().to_string(),
+                existing: e.describe(),
             }
-            store.clear()?;
+            .into());
         }
-        _ => {}
+        Some(e) => {
+            manifest.root = publish::generation_dir(&manifest.fingerprint());
+            replaced = Some(e);
+        }
+        None => {}
     }
+    // Generations neither served nor being written are interrupted replaces of other loads.
+    let live = existing.as_ref().map_or("", |e| e.root.as_str());
+    publish::remove_generations_except(dir, &[live, &manifest.root])?;
+    let store = ParquetStore::new(dir.join(&manifest.root));
     store.remove_temporary_files()?;
 
     let mut skipped = 0;
@@ -87,15 +99,24 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
             todo.push(planned);
         }
     }
-    manifest.write(dir)?;
+    // A replace publishes no manifest until its load is complete: readers keep the old one.
+    // A complete load run again with nothing to write keeps its manifest as it is, so readers
+    // never see it incomplete.
+    let stays_complete = existing
+        .as_ref()
+        .is_some_and(|e| e.complete && e.same_load(&manifest) && todo.is_empty());
+    let in_place = replaced.is_none();
+    if in_place && !stays_complete {
+        manifest.write(dir)?;
+    }
 
     let total: u64 = manifest.partitions.iter().map(|p| p.trades).sum::<u64>()
         + todo.iter().map(|j| j.partition.trades).sum::<u64>();
     let to_write: u64 = todo.iter().map(|j| j.partition.trades).sum();
     progress.total.store(to_write, Ordering::Relaxed);
 
-    // The manifest is rewritten after every published partition, so it always lists exactly
-    // what readers may see, whenever the load stops.
+    // In place, the manifest is rewritten after every published partition, so it always lists
+    // exactly what is on disk, whenever the load stops.
     let next = AtomicUsize::new(0);
     let manifest = Mutex::new(manifest);
     let failure: Mutex<Option<IngestError>> = Mutex::new(None);
@@ -104,7 +125,10 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
         m.partitions.push(partition);
         m.partitions
             .sort_by(|a, b| (&a.month, a.group).cmp(&(&b.month, b.group)));
-        Ok(m.write(dir)?)
+        if in_place {
+            m.write(dir)?;
+        }
+        Ok(())
     };
     std::thread::scope(|scope| {
         for _ in 0..spec.worker_threads().min(todo.len()).max(1) {
@@ -131,7 +155,17 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
         return Err(e);
     }
     manifest.complete = true;
-    manifest.write(dir)?;
+    if !stays_complete {
+        // For a replace, this is the swap.
+        manifest.write(dir)?;
+    }
+    if let Some(old) = replaced {
+        if old.root.is_empty() {
+            ParquetStore::new(dir).remove_datasets()?;
+        } else {
+            publish::remove_generations_except(dir, &[&manifest.root])?;
+        }
+    }
 
     let seconds = started.elapsed().as_secs_f64();
     Ok(LoadSummary {

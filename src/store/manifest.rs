@@ -25,6 +25,12 @@ pub struct Manifest {
     /// True once every partition of the load is written. (Manifests written before the
     /// embedded store dropped retention also carry `retention_days`, which reads ignore.)
     pub complete: bool,
+    /// In a data directory: the directory, relative to it, the partition files are under;
+    /// empty for the data directory itself. A load that replaces another is built in a
+    /// generation directory of its own ([`super::publish::generation_dir`]) and published by
+    /// the manifest naming it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub root: String,
     pub partitions: Vec<Partition>,
 }
 
@@ -49,6 +55,7 @@ impl Manifest {
             generator_version: GENERATOR_VERSION,
             load,
             complete: false,
+            root: String::new(),
             partitions: Vec::new(),
         }
     }

@@ -176,4 +176,10 @@ pub trait Store: Send + Sync {
 
     /// What was loaded. [`StoreError::Empty`] when nothing was.
     fn manifest(&self) -> Result<Manifest>;
+
+    /// True when the store holds a complete load: what a server may present as the data.
+    /// [`StoreError::Empty`] when it holds none.
+    fn complete(&self) -> Result<bool> {
+        Ok(self.manifest()?.complete)
+    }
 }

@@ -32,6 +32,45 @@ pub fn is_temporary(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX)
 }
 
+/// Prefix of the generation directories of a data directory.
+pub const GENERATION_PREFIX: &str = "load-";
+
+/// The generation directory, relative to the data directory, a load that replaces another is
+/// written in: named by the load's fingerprint, so the same replace interrupted and run again
+/// finds what it published there.
+///
+/// Replacing a dataset follows from publishing files: the new load's files are published in
+/// its generation directory while the manifest keeps naming the old load; the manifest naming
+/// the new one ([`super::Manifest::root`]) is then published like any file, and that rename
+/// is the swap. Readers see the old load, complete, or the new one, complete, never a mix.
+/// Only then is the old load's directory removed; a generation directory no manifest names is
+/// the leftover of an interrupted replace, removed by the next load unless that load is the
+/// same replace resuming.
+pub fn generation_dir(fingerprint: &str) -> String {
+    format!("{GENERATION_PREFIX}{fingerprint}")
+}
+
+/// Removes every generation directory in `dir` but those named in `keep`; returns how many.
+pub fn remove_generations_except(dir: &Path, keep: &[&str]) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(GENERATION_PREFIX) && !keep.contains(&name) {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Writes `path` through a temporary sibling, then [`publish`]es it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);

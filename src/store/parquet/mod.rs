@@ -25,7 +25,6 @@ use scan::{Columns, scan};
 pub use writer::PartitionWriter;
 
 use super::layout::{CANDLES_DIR, PartitionFiles, TRADES_DIR};
-use super::manifest::MANIFEST_FILE;
 use super::{Manifest, Partition, Result, Store, io_err, publish};
 use crate::candles::Candle;
 use crate::model::{Nanos, Symbol, TimeResolution, TradeColumns};
@@ -49,12 +48,23 @@ impl ParquetStore {
         &self.dir
     }
 
-    /// All of `symbol`'s 1-minute candles in `file`, decoded once.
-    fn file_candles(&self, file: &str, symbol: &Symbol) -> Result<Arc<Vec<Candle>>> {
-        self.cache.candles(Level::Minutes, file, symbol, || {
+    /// Where `file` of the load `manifest` describes is.
+    fn path(&self, manifest: &Manifest, file: &str) -> PathBuf {
+        self.dir.join(&manifest.root).join(file)
+    }
+
+    /// All of `symbol`'s 1-minute candles in `file` of `manifest`'s load, decoded once.
+    fn file_candles(
+        &self,
+        manifest: &Manifest,
+        file: &str,
+        symbol: &Symbol,
+    ) -> Result<Arc<Vec<Candle>>> {
+        let key = format!("{}/{file}", manifest.root);
+        self.cache.candles(Level::Minutes, &key, symbol, || {
             let mut all = Vec::new();
             scan(
-                &self.dir.join(file),
+                &self.path(manifest, file),
                 symbol,
                 i64::MIN,
                 i64::MAX,
@@ -69,10 +79,16 @@ impl ParquetStore {
     }
 
     /// All of `symbol`'s 1-hour candles in `file`, rolled up once from its 1-minute candles.
-    fn file_hours(&self, file: &str, symbol: &Symbol) -> Result<Arc<Vec<Candle>>> {
-        self.cache.candles(Level::Hours, file, symbol, || {
+    fn file_hours(
+        &self,
+        manifest: &Manifest,
+        file: &str,
+        symbol: &Symbol,
+    ) -> Result<Arc<Vec<Candle>>> {
+        let key = format!("{}/{file}", manifest.root);
+        self.cache.candles(Level::Hours, &key, symbol, || {
             Ok(crate::candles::hour_candles(
-                &self.file_candles(file, symbol)?,
+                &self.file_candles(manifest, file, symbol)?,
             ))
         })
     }
@@ -86,11 +102,12 @@ impl ParquetStore {
         level: Level,
         visit: &mut dyn FnMut(&[Candle]),
     ) -> Result<()> {
-        for p in self.partitions_for(symbol, start, end)? {
+        let (manifest, partitions) = self.partitions_for(symbol, start, end)?;
+        for p in partitions {
             let file = PartitionFiles::of(&p).candles;
             let all = match level {
-                Level::Minutes => self.file_candles(&file, symbol)?,
-                Level::Hours => self.file_hours(&file, symbol)?,
+                Level::Minutes => self.file_candles(&manifest, &file, symbol)?,
+                Level::Hours => self.file_hours(&manifest, &file, symbol)?,
             };
             let from = all.partition_point(|c| c.time < start);
             let to = all.partition_point(|c| c.time < end);
@@ -99,14 +116,21 @@ impl ParquetStore {
         Ok(())
     }
 
-    fn partitions_for(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Partition>> {
+    /// The manifest, and those of its partitions that hold `symbol` in `[start, end)`.
+    fn partitions_for(
+        &self,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+    ) -> Result<(Arc<Manifest>, Vec<Partition>)> {
         let manifest = self.cache.manifest(&self.dir)?;
-        Ok(manifest
+        let partitions = manifest
             .partitions
             .iter()
             .filter(|p| p.start < end && start < p.end && p.symbols.contains(symbol))
             .cloned()
-            .collect())
+            .collect();
+        Ok((manifest, partitions))
     }
 
     /// True if both files of `partition` are published.
@@ -141,13 +165,14 @@ impl ParquetStore {
         Ok(removed)
     }
 
-    /// Deletes the whole dataset (for `--replace`), but not the directory's lock file, which
-    /// the load replacing it holds ([`publish::DirLock`]).
-    pub fn clear(&self) -> Result<()> {
+    /// Deletes the partition files of a load laid out in the directory itself, once a
+    /// replacing load's manifest no longer lists them; the manifest and the directory's lock
+    /// file stay.
+    pub fn remove_datasets(&self) -> Result<()> {
         for dataset in [TRADES_DIR, CANDLES_DIR] {
             remove(&self.dir.join(dataset), |p| fs::remove_dir_all(p))?;
         }
-        remove(&self.dir.join(MANIFEST_FILE), |p| fs::remove_file(p))
+        Ok(())
     }
 
     /// Bytes of every published Parquet file.
@@ -198,9 +223,10 @@ impl Store for ParquetStore {
     ) -> Result<TradeColumns> {
         let mut out = TradeColumns::default();
         let limit = limit.unwrap_or(usize::MAX);
-        for p in self.partitions_for(symbol, start, end)? {
+        let (manifest, partitions) = self.partitions_for(symbol, start, end)?;
+        for p in partitions {
             scan(
-                &self.dir.join(PartitionFiles::of(&p).trades),
+                &self.path(&manifest, &PartitionFiles::of(&p).trades),
                 symbol,
                 start,
                 end,
@@ -253,7 +279,7 @@ impl Store for ParquetStore {
             .collect();
         earlier.sort_by_key(|p| p.start);
         for p in earlier.into_iter().rev() {
-            let all = self.file_candles(&PartitionFiles::of(p).candles, symbol)?;
+            let all = self.file_candles(&manifest, &PartitionFiles::of(p).candles, symbol)?;
             let upto = all.partition_point(|c| c.time < before);
             if upto > 0 {
                 return Ok(Some(all[upto - 1].close));
@@ -268,10 +294,11 @@ impl Store for ParquetStore {
             return Ok(counts);
         };
         let (start, end) = (first.0, last.1);
-        for p in self.partitions_for(symbol, start, end)? {
+        let (manifest, partitions) = self.partitions_for(symbol, start, end)?;
+        for p in partitions {
             let mut r = 0;
             scan(
-                &self.dir.join(PartitionFiles::of(&p).trades),
+                &self.path(&manifest, &PartitionFiles::of(&p).trades),
                 symbol,
                 start,
                 end,
@@ -297,5 +324,9 @@ impl Store for ParquetStore {
 
     fn manifest(&self) -> Result<Manifest> {
         Ok(self.cache.manifest(&self.dir)?.as_ref().clone())
+    }
+
+    fn complete(&self) -> Result<bool> {
+        Ok(self.cache.manifest(&self.dir)?.complete)
     }
 }

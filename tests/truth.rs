@@ -1,0 +1,221 @@
+//! Reads tell the truth: a replace never leaves readers on an empty or half-written dataset
+//! (the embedded store keeps serving the last complete load until the new one is swapped in),
+//! and a store whose load is incomplete answers 503 `load_incomplete` rather than partial or
+//! empty data, with `/ready` saying why.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use ohlcv::generator::GeneratorConfig;
+use ohlcv::store::Store;
+use ohlcv::store::parquet::ParquetStore;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn get(url: &str) -> (u16, Value) {
+    let r = Client::new().get(url).send().unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+/// Starts an ingestion with `body` and waits until it has written trades: it is mid-load.
+fn start_and_await_writing(url: &str, body: Value) -> String {
+    let r = Client::new()
+        .post(format!("{url}/api/v1/ingestions"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    let job = format!("{url}{}", r.headers()["location"].to_str().unwrap());
+    common::watch(&job, "trades written", |v| {
+        v["processed"].as_u64() > Some(0) || v["state"] != "running"
+    });
+    let (_, status) = get(&job);
+    assert_eq!(status["state"], "running", "{status}");
+    job
+}
+
+fn cancel(url: &str, job: &str) {
+    let r = Client::new().post(format!("{job}/cancel")).send().unwrap();
+    assert_eq!(r.status(), 202, "{url}: {}", r.text().unwrap());
+    let ended = common::watch_to_the_end(job);
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+}
+
+/// What a reader sees of the store: symbols, a day of AAPL's candles, readiness.
+fn reads(url: &str) -> [(u16, Value); 3] {
+    [
+        get(&format!("{url}/api/v1/symbols")),
+        get(&format!(
+            "{url}/api/v1/candles?symbol=AAPL&interval=5m&start=2024-03-11&end=2024-03-12"
+        )),
+        get(&format!("{url}/ready")),
+    ]
+}
+
+fn generations(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("load-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_replace_keeps_the_last_complete_load_served_until_it_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = common::small_config(20_000);
+    common::load(dir.path(), &common::options(first.clone()));
+    let (url, _rt) = common::serve(common::app_state(dir.path(), first.clone(), TIMEOUT));
+    let before = reads(&url);
+    assert_eq!(
+        before.each_ref().map(|r| r.0),
+        [200, 200, 200],
+        "{before:?}"
+    );
+    let candles = before[1].1["candles"].as_array().unwrap().len();
+    assert!(candles > 0, "{before:?}");
+
+    // The case: a huge replace, cancelled mid-load.
+    let job = start_and_await_writing(
+        &url,
+        json!({"trades": 300_000_000, "seed": 8, "replace": true}),
+    );
+    assert_eq!(reads(&url), before, "while the replace is written");
+    assert_eq!(generations(dir.path()).len(), 1, "it is written beside");
+    cancel(&url, &job);
+    assert_eq!(reads(&url), before, "after the replace was cancelled");
+
+    // A replace run to the end swaps in whole; the cancelled one's generation is gone.
+    let second = GeneratorConfig {
+        seed: 9,
+        ..first.clone()
+    };
+    let r = Client::new()
+        .post(format!("{url}/api/v1/ingestions"))
+        .json(&json!({"trades": 20_000, "seed": 9, "replace": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job = format!("{url}{}", r.headers()["location"].to_str().unwrap());
+    assert_eq!(common::watch_to_the_end(&job)["state"], "completed");
+    let store = ParquetStore::new(dir.path());
+    let manifest = store.manifest().unwrap();
+    assert!(manifest.complete);
+    assert_eq!(manifest.load, second);
+    assert_eq!(generations(dir.path()), [manifest.root.as_str()]);
+    assert!(
+        !dir.path().join("trades").exists(),
+        "the replaced load's files are removed"
+    );
+    let (_reference_dir, reference) = common::embedded(&second);
+    common::assert_same_data(
+        &store,
+        &reference,
+        &second,
+        &[("1h", chrono_tz::America::New_York)],
+        ("2024-02-26", "2024-04-06"),
+    );
+    let after = reads(&url);
+    assert_eq!(after.each_ref().map(|r| r.0), [200, 200, 200], "{after:?}");
+    assert_ne!(after[1], before[1], "the new load's candles");
+
+    // And back: the first load, in a generation of its own; the second's is removed.
+    let r = Client::new()
+        .post(format!("{url}/api/v1/ingestions"))
+        .json(&json!({"trades": 20_000, "seed": 7, "replace": true}))
+        .send()
+        .unwrap();
+    let job = format!("{url}{}", r.headers()["location"].to_str().unwrap());
+    assert_eq!(common::watch_to_the_end(&job)["state"], "completed");
+    let manifest = store.manifest().unwrap();
+    assert_eq!(manifest.load, first);
+    assert_eq!(generations(dir.path()), [manifest.root.as_str()]);
+    assert_eq!(reads(&url), before);
+}
+
+#[test]
+fn an_interrupted_replace_is_resumed_by_the_same_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = common::small_config(20_000);
+    common::load(dir.path(), &common::options(first.clone()));
+    let second = GeneratorConfig {
+        seed: 9,
+        ..first.clone()
+    };
+    let replace = ohlcv::ingest::LoadSpec {
+        replace: true,
+        threads: 1,
+        ..common::options(second.clone())
+    };
+    // Cancelled once it has begun writing beside the served load (if it has not finished by then).
+    let progress = ohlcv::ingest::Progress::default();
+    let stopped = std::thread::scope(|s| {
+        let load = s.spawn(|| common::try_load(dir.path(), &replace, &progress));
+        common::poll_until(
+            "the replace to begin writing its generation",
+            common::DEADLINE,
+            || generations(dir.path()),
+            |g| !g.is_empty(),
+        );
+        progress.cancel();
+        load.join().unwrap()
+    });
+    let store = ParquetStore::new(dir.path());
+    if stopped.is_err() {
+        // The old load is still the one served, complete.
+        let manifest = store.manifest().unwrap();
+        assert_eq!((manifest.load, manifest.complete), (first, true));
+    }
+    let summary = common::load(dir.path(), &replace);
+    assert_eq!(summary.trades, 20_000);
+    let manifest = store.manifest().unwrap();
+    assert_eq!((manifest.load, manifest.complete), (second, true));
+}
+
+#[test]
+fn reads_of_a_load_being_written_or_interrupted_answer_503_and_ready_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _rt) = common::serve(common::app_state(
+        dir.path(),
+        common::small_config(1_000),
+        TIMEOUT,
+    ));
+    let (status, v) = get(&format!("{url}/ready"));
+    assert_eq!((status, v["code"].as_str()), (503, Some("not_ready")));
+    assert!(v["detail"].as_str().unwrap().contains("no load"), "{v}");
+
+    let job = start_and_await_writing(&url, json!({"trades": 300_000_000}));
+    let check = |when: &str| {
+        let [symbols, candles, ready] = reads(&url);
+        for (what, (status, v)) in [("symbols", symbols), ("candles", candles)] {
+            assert_eq!(
+                (status, v["code"].as_str()),
+                (503, Some("load_incomplete")),
+                "{what} {when}: {v}"
+            );
+        }
+        let (status, v) = ready;
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (503, Some("not_ready")),
+            "{when}"
+        );
+        assert!(
+            v["detail"].as_str().unwrap().contains("incomplete"),
+            "{when}: {v}"
+        );
+        let (status, v) = get(&format!(
+            "{url}/api/v1/trades?symbol=AAPL&start=2024-03-11&end=2024-03-12"
+        ));
+        assert_eq!((status, v["code"].as_str()), (503, Some("load_incomplete")));
+    };
+    check("while the load is written");
+    cancel(&url, &job);
+    check("after the load was cancelled");
+}
