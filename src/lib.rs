@@ -19,17 +19,40 @@
 //!   concept's names as fallbacks).
 //! - [`secret`]: credentials that never print, compared in constant time.
 //! - [`telemetry`]: JSON logs, error chains, the shutdown signal, process resource figures.
+//!
+//! No input may panic the library: outside tests, `unwrap`, `expect`, unchecked indexing,
+//! `panic!` and `unreachable!` are denied. Where an index is in range by construction, an
+//! `allow` on the function names that invariant.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable
+    )
+)]
 
 pub mod api;
 pub mod calendar;
 pub mod candles;
 pub mod config;
 pub mod format;
+#[cfg_attr(
+    not(test),
+    allow(clippy::indexing_slicing, clippy::expect_used, clippy::unwrap_used)
+)]
 pub mod generator;
 pub mod ingest;
 pub mod model;
 pub mod query;
 pub mod secret;
+#[cfg_attr(
+    not(test),
+    allow(clippy::indexing_slicing, clippy::expect_used, clippy::unwrap_used)
+)]
 pub mod stats;
 pub mod store;
 pub mod telemetry;

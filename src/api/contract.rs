@@ -31,8 +31,9 @@ pub(super) fn json(settings: &Settings) -> serde_json::Value {
         serde_json::Value::Null
     });
     // utoipa 5 writes a link's fields in snake case; OpenAPI spells them in camel case.
-    for item in json["paths"]
-        .as_object_mut()
+    for item in json
+        .get_mut("paths")
+        .and_then(|p| p.as_object_mut())
         .into_iter()
         .flat_map(|p| p.values_mut())
     {

@@ -201,10 +201,17 @@ impl Jobs {
         jobs.drain(..excess);
         jobs.push(job.clone());
         let (target, running) = (self.target.clone(), job.clone());
-        let handle = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("load-{}", job.id))
-            .spawn(move || run(&target, &running))
-            .expect("a thread can be spawned");
+            .spawn(move || run(&target, &running));
+        let handle = match spawned {
+            Ok(handle) => handle,
+            Err(e) => {
+                drop(jobs);
+                finish(&job, Ok(Err(IngestError::Thread(e))));
+                return Ok(job);
+            }
+        };
         let mut threads = lock(&self.threads);
         threads.retain(|t| !t.is_finished());
         threads.push(handle);

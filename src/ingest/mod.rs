@@ -44,6 +44,9 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("load cancelled")]
     Cancelled,
+    /// The operating system refused a thread (out of memory or of its thread limit).
+    #[error("cannot start the load's thread")]
+    Thread(#[source] std::io::Error),
     /// A bug, contained: the load ends failed instead of leaving its other threads running.
     #[error("a load thread panicked: {0}")]
     Panicked(String),

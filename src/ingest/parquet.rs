@@ -29,7 +29,9 @@ fn write_partition(
 ) -> Result<Partition> {
     let mut writer = store.partition_writer(planned.partition.clone(), plan.resolution())?;
     for &s in &planned.symbols {
-        let symbol = &plan.symbols()[s].symbol;
+        let Some(symbol) = plan.symbols().get(s).map(|p| &p.symbol) else {
+            continue;
+        };
         for d in planned.sessions.clone() {
             if progress.cancelled() {
                 return Err(IngestError::Cancelled);

@@ -60,6 +60,10 @@ fn symbols_per_group(plan: &MarketPlan, months: usize) -> usize {
 }
 
 /// Every partition of `plan`, by month, then group; symbols sorted within and across groups.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "symbol indices are `0..symbols().len()` and session ranges are runs of `sessions`' own indices"
+)]
 pub fn plan(plan: &MarketPlan) -> Vec<PlannedPartition> {
     let sessions = plan.sessions();
     let mut months: Vec<(String, Range<usize>)> = Vec::new();

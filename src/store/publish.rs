@@ -175,6 +175,10 @@ impl DirLock {
             command: command.to_string(),
             since: Utc::now(),
         };
+        #[allow(
+            clippy::expect_used,
+            reason = "serialising numbers and strings to JSON cannot fail"
+        )]
         let json = serde_json::to_vec(&holder).expect("a holder is numbers and strings");
         // One write of a few dozen bytes into an empty file: a refused writer reading it
         // concurrently sees nothing or the whole line. Not fsynced: it only matters while

@@ -121,7 +121,11 @@ pub fn setup(config: &InfluxConfig) -> Result<SetupOutcome> {
                 .append_pair("org", &config.org)
                 .append_pair("name", &config.bucket);
             let found = client.get_json(url)?;
-            if let Some(bucket) = found["buckets"].as_array().and_then(|b| b.first()) {
+            if let Some(bucket) = found
+                .get("buckets")
+                .and_then(|b| b.as_array())
+                .and_then(|b| b.first())
+            {
                 let existing = bucket["retentionRules"]
                     .as_array()
                     .and_then(|r| r.iter().find(|r| r["type"] == "expire"))
@@ -142,8 +146,9 @@ pub fn setup(config: &InfluxConfig) -> Result<SetupOutcome> {
                 InfluxError::NotFound(_) => no_org(),
                 e => e,
             })?;
-            let org_id = orgs["orgs"]
-                .as_array()
+            let org_id = orgs
+                .get("orgs")
+                .and_then(|o| o.as_array())
                 .and_then(|o| o.first())
                 .and_then(|o| o["id"].as_str())
                 .ok_or_else(no_org)?;

@@ -118,10 +118,15 @@ impl Client {
         };
         for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
             let value = value.map_err(|e| InfluxError::Protocol(e.to_string()))?;
-            if let Some(error) = value["error"].as_str() {
+            if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
                 return Err(server_error(error));
             }
-            for result in value["results"].as_array().into_iter().flatten() {
+            for result in value
+                .get("results")
+                .and_then(|r| r.as_array())
+                .into_iter()
+                .flatten()
+            {
                 if let Some(error) = result["error"].as_str() {
                     return Err(server_error(error));
                 }

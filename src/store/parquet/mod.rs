@@ -110,8 +110,8 @@ impl ParquetStore {
                 Level::Hours => self.file_hours(&manifest, &file, symbol)?,
             };
             let from = all.partition_point(|c| c.time < start);
-            let to = all.partition_point(|c| c.time < end);
-            visit(&all[from..to]);
+            let to = all.partition_point(|c| c.time < end).max(from);
+            visit(all.get(from..to).unwrap_or_default());
         }
         Ok(())
     }
@@ -281,8 +281,8 @@ impl Store for ParquetStore {
         for p in earlier.into_iter().rev() {
             let all = self.file_candles(&manifest, &PartitionFiles::of(p).candles, symbol)?;
             let upto = all.partition_point(|c| c.time < before);
-            if upto > 0 {
-                return Ok(Some(all[upto - 1].close));
+            if let Some(last) = upto.checked_sub(1).and_then(|i| all.get(i)) {
+                return Ok(Some(last.close));
             }
         }
         Ok(None)
@@ -307,12 +307,19 @@ impl Store for ParquetStore {
                     let Some((times, _)) = schema::raw_times(batch.column(1)) else {
                         return false;
                     };
-                    for t in times[rows].iter().map(|t| t * scale) {
-                        while r < ranges.len() && ranges[r].1 <= t {
+                    for t in times
+                        .get(rows)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|t| t * scale)
+                    {
+                        while ranges.get(r).is_some_and(|range| range.1 <= t) {
                             r += 1;
                         }
-                        if r < ranges.len() && ranges[r].0 <= t {
-                            counts[r] += 1;
+                        if let (Some(range), Some(count)) = (ranges.get(r), counts.get_mut(r))
+                            && range.0 <= t
+                        {
+                            *count += 1;
                         }
                     }
                     true

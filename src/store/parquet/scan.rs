@@ -100,13 +100,11 @@ pub fn scan(
             .iter()
             .position(|k| *k as usize == key)
             .unwrap_or(keys.len());
-        let last = first
-            + keys[first..]
-                .iter()
-                .take_while(|k| **k as usize == key)
-                .count();
-        let from = first + times[first..last].partition_point(|t| *t < start);
-        let to = first + times[first..last].partition_point(|t| *t < end);
+        let run = keys.get(first..).unwrap_or_default();
+        let last = first + run.iter().take_while(|k| **k as usize == key).count();
+        let run_times = times.get(first..last).unwrap_or_default();
+        let from = first + run_times.partition_point(|t| *t < start);
+        let to = first + run_times.partition_point(|t| *t < end);
         if from < to && !each(&batch, from..to, scale) {
             break;
         }

@@ -16,7 +16,7 @@ use arrow_array::{
     TimestampMicrosecondArray, TimestampNanosecondArray, UInt32Array, UInt64Array,
 };
 use arrow_buffer::ScalarBuffer;
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
@@ -83,9 +83,7 @@ pub const CANDLES_DELTA_COLUMNS: &[&str] = &["time"];
 pub fn writer_properties(delta_columns: &[&str]) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_2_0)
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_MAX_ROWS))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_column_statistics_enabled(ColumnPath::from("time"), EnabledStatistics::Page)
@@ -99,10 +97,12 @@ pub fn writer_properties(delta_columns: &[&str]) -> WriterProperties {
     props.build()
 }
 
-fn symbol_column(symbol: &Symbol, rows: usize) -> ArrayRef {
+fn symbol_column(symbol: &Symbol, rows: usize) -> Result<ArrayRef, ArrowError> {
     let keys = Int32Array::new(ScalarBuffer::from(vec![0i32; rows]), None);
     let values = Arc::new(StringArray::from(vec![symbol.as_str()]));
-    Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).expect("key 0 is valid"))
+    Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+        keys, values,
+    )?))
 }
 
 fn time_column(mut times: Vec<Nanos>, resolution: TimeResolution) -> ArrayRef {
@@ -155,7 +155,7 @@ pub fn trades_batch(
     symbol: &Symbol,
     trades: TradeColumns,
     resolution: TimeResolution,
-) -> RecordBatch {
+) -> Result<RecordBatch, ArrowError> {
     let rows = trades.len();
     let TradeColumns {
         times,
@@ -167,14 +167,14 @@ pub fn trades_batch(
     let sides = Int8Array::from_iter_values(buys.iter().map(|b| *b as i8));
     let side_values: ArrayRef = Arc::new(StringArray::from(vec!["sell", "buy"]));
     let columns: Vec<ArrayRef> = vec![
-        symbol_column(symbol, rows),
+        symbol_column(symbol, rows)?,
         time_column(times, resolution),
         Arc::new(UInt64Array::new(ScalarBuffer::from(trade_ids), None)),
-        Arc::new(DictionaryArray::<Int8Type>::try_new(sides, side_values).expect("keys 0 and 1")),
+        Arc::new(DictionaryArray::<Int8Type>::try_new(sides, side_values)?),
         price_column(prices.into_iter()),
         Arc::new(UInt32Array::new(ScalarBuffer::from(amounts), None)),
     ];
-    RecordBatch::try_new(trades_schema(resolution), columns).expect("columns match the schema")
+    RecordBatch::try_new(trades_schema(resolution), columns)
 }
 
 /// One symbol's 1-minute candles as a batch of [`candles_schema`].
@@ -182,12 +182,12 @@ pub fn candles_batch(
     symbol: &Symbol,
     candles: &[Candle],
     resolution: TimeResolution,
-) -> RecordBatch {
+) -> Result<RecordBatch, ArrowError> {
     let mut notional = Decimal128Builder::with_capacity(candles.len());
     notional.extend(candles.iter().map(|c| Some(c.notional as i128)));
     let notional = notional.finish().with_data_type(NOTIONAL);
     let columns: Vec<ArrayRef> = vec![
-        symbol_column(symbol, candles.len()),
+        symbol_column(symbol, candles.len())?,
         time_column(candles.iter().map(|c| c.time).collect(), resolution),
         price_column(candles.iter().map(|c| c.open)),
         price_column(candles.iter().map(|c| c.high)),
@@ -201,10 +201,15 @@ pub fn candles_batch(
         )),
         Arc::new(notional),
     ];
-    RecordBatch::try_new(candles_schema(resolution), columns).expect("columns match the schema")
+    RecordBatch::try_new(candles_schema(resolution), columns)
 }
 
 /// Appends rows `rows` of a [`trades_schema`] batch whose times count `scale` ns each.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    reason = "the scan checks each file's schema before reading, and `rows` lies within the batch it read"
+)]
 pub fn read_trades(
     batch: &RecordBatch,
     rows: std::ops::Range<usize>,
@@ -234,6 +239,11 @@ pub fn read_trades(
 }
 
 /// Appends rows `rows` of a [`candles_schema`] batch whose times count `scale` ns each.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    reason = "the scan checks each file's schema before reading, and `rows` lies within the batch it read"
+)]
 pub fn read_candles(
     batch: &RecordBatch,
     rows: std::ops::Range<usize>,
@@ -270,7 +280,7 @@ mod tests {
         let symbol = Symbol::new("AAPL").unwrap();
         let mut trades = TradeColumns::default();
         trades.push(1_000, 0, 185_640, 100, true);
-        let batch = trades_batch(&symbol, trades.clone(), TimeResolution::Nanos);
+        let batch = trades_batch(&symbol, trades.clone(), TimeResolution::Nanos).unwrap();
         let mut columns = batch.columns().to_vec();
         let cents = arrow_array::Decimal64Array::from(vec![18_564])
             .with_precision_and_scale(18, 2)
@@ -290,7 +300,7 @@ mod tests {
 
         // Candles: prices and the notional.
         let candle = Candle::of_trade(0, 187_125, 3);
-        let batch = candles_batch(&symbol, &[candle], TimeResolution::Nanos);
+        let batch = candles_batch(&symbol, &[candle], TimeResolution::Nanos).unwrap();
         let mut back = Vec::new();
         read_candles(&batch, 0..1, 1, &mut back);
         assert_eq!(back, [candle]);

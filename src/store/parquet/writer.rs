@@ -118,10 +118,12 @@ impl PartitionWriter {
             self.current_symbol = Some(symbol.clone());
         }
         self.partition.trades += trades.len() as u64;
-        self.trades
-            .write(&trades_batch(symbol, trades, self.resolution))?;
-        self.candles
-            .write(&candles_batch(symbol, candles, self.resolution))
+        let trades = trades_batch(symbol, trades, self.resolution)
+            .map_err(|e| write_err(&self.trades.tmp)(e.into()))?;
+        self.trades.write(&trades)?;
+        let candles = candles_batch(symbol, candles, self.resolution)
+            .map_err(|e| write_err(&self.candles.tmp)(e.into()))?;
+        self.candles.write(&candles)
     }
 
     /// Marks the end of a session's trades: the row group closes here if it is big enough, so
