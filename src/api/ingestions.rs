@@ -21,6 +21,10 @@ use crate::{calendar, query};
 pub const MAX_TRADES: u64 = 10_000_000_000;
 /// Most symbols one request may name: the longest such body stays under the 64 KiB limit.
 pub(super) const MAX_SYMBOLS: usize = 1_000;
+/// Most (symbol, session) chunks one request may plan: the plan holds each chunk's state in
+/// memory before a trade is written, so 1,000 symbols over 1998-2261 would take gigabytes.
+/// Two million is 1,000 symbols over eight years, or the default five over 1,500.
+pub(super) const MAX_CHUNKS: usize = 2_000_000;
 
 fn invalid(code: &'static str, detail: impl Into<String>, param: &'static str) -> Problem {
     Problem::bad_request(code, detail.into(), param)
@@ -193,6 +197,19 @@ pub(super) fn spec(state: &AppState, r: &IngestionRequest) -> Result<LoadSpec, P
     };
     spec.replace = flag("replace", &r.replace, spec.replace)?;
     spec.resume = flag("resume", &r.resume, spec.resume)?;
+    let chunks = calendar::sessions(config.start, config.end)
+        .len()
+        .saturating_mul(config.symbols.len());
+    if chunks > MAX_CHUNKS {
+        return Err(Problem::unprocessable(
+            "load_too_large",
+            format!(
+                "{} symbols over these dates make {chunks} symbol-sessions; at most {MAX_CHUNKS} per ingestion",
+                config.symbols.len()
+            ),
+            "body",
+        ));
+    }
     // The plan fails fast on settings no generator run could satisfy (no session in range).
     MarketPlan::new(spec.load.clone())
         .map_err(|e| Problem::unprocessable("invalid_load", e.to_string(), "body"))?;
@@ -241,7 +258,7 @@ fn parse_id(raw: &str) -> Result<u64, Problem> {
         (status = 409, description = "A load is already running", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Well-formed settings that make no load: no such day, start after end, no session in the range, or a store the server does not load into", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Well-formed settings that make no load: no such day, start after end, no session in the range, more than 2,000,000 symbol-sessions (`load_too_large`), or a store the server does not load into", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn create(
     State(state): State<AppState>,
@@ -369,4 +386,137 @@ pub(super) async fn cancel(
         Json(job.status(state.jobs.target().store_name())),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Settings;
+    use crate::generator::GeneratorConfig;
+    use crate::ingest::Target;
+    use crate::ingest::jobs::Jobs;
+    use crate::store::parquet::ParquetStore;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    fn state(dir: &std::path::Path) -> AppState {
+        AppState::new(
+            Arc::new(ParquetStore::new(dir)),
+            Arc::new(Jobs::new(Target::Parquet {
+                dir: dir.to_path_buf(),
+            })),
+            LoadSpec::new(GeneratorConfig {
+                trades: 1_000,
+                ..GeneratorConfig::default()
+            }),
+            Settings {
+                max_ingestion_trades: 1_000_000,
+                ..Settings::default()
+            },
+        )
+    }
+
+    /// JSON values near what each field takes, and far from it.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (0u64..2_000_000).prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "(19|20|22|00)[0-9]{2}-[01][0-9]-[0-3][0-9]".prop_map(Value::from),
+            "[A-Z][A-Z0-9.-]{0,11}".prop_map(Value::from),
+            "parquet|influxdb|.{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop::collection::vec(inner, 0..4).prop_map(Value::from)
+        })
+    }
+
+    /// Each field left out, valid, or anything at all; sometimes a field that does not exist.
+    fn body() -> impl Strategy<Value = serde_json::Map<String, Value>> {
+        let field = |name: &'static str, valid: BoxedStrategy<Value>| {
+            prop::option::of(prop_oneof![3 => valid, 1 => value()])
+                .prop_map(move |v| v.map(|v| (name.to_string(), v)))
+        };
+        let date = "2024-0[1-9]-[01][1-9]".prop_map(Value::from).boxed();
+        (
+            (
+                field("trades", (1u64..5_000).prop_map(Value::from).boxed()),
+                field(
+                    "symbols",
+                    prop::collection::vec("[A-Z]{1,4}", 1..4)
+                        .prop_map(Value::from)
+                        .boxed(),
+                ),
+                field("start", date.clone()),
+                field("end", date),
+            ),
+            (
+                field("seed", any::<u64>().prop_map(Value::from).boxed()),
+                field("store", Just(Value::from("parquet")).boxed()),
+                field("replace", any::<bool>().prop_map(Value::from).boxed()),
+                field("resume", any::<bool>().prop_map(Value::from).boxed()),
+                prop::option::weighted(0.1, value())
+                    .prop_map(|v| v.map(|v| ("other".to_string(), v))),
+            ),
+        )
+            .prop_map(|((a, b, c, d), (e, f, g, h, i))| {
+                [a, b, c, d, e, f, g, h]
+                    .into_iter()
+                    .flatten()
+                    .chain(i)
+                    .collect()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Any body is refused with a problem, or becomes a load within the document's bounds
+        /// whose fields, sent back, give the same load.
+        #[test]
+        fn ingestion_bodies_never_panic_and_accepted_ones_round_trip(body in body()) {
+            let dir = tempfile::tempdir().unwrap();
+            let state = state(dir.path());
+            let Ok(request) = serde_json::from_value::<IngestionRequest>(Value::Object(body)) else {
+                return Ok(());
+            };
+            let Ok(accepted) = spec(&state, &request) else {
+                return Ok(());
+            };
+            let load = &accepted.load;
+            prop_assert!((1..=1_000_000).contains(&load.trades));
+            prop_assert!(!load.symbols.is_empty() && load.symbols.len() <= MAX_SYMBOLS);
+            prop_assert!(load.start <= load.end);
+            let again = serde_json::json!({
+                "trades": load.trades,
+                "symbols": load.symbols.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                "start": load.start.to_string(),
+                "end": load.end.to_string(),
+                "seed": load.seed,
+                "replace": accepted.replace,
+                "resume": accepted.resume,
+            });
+            let request: IngestionRequest = serde_json::from_value(again).unwrap();
+            let round = spec(&state, &request).unwrap();
+            prop_assert_eq!(&round.load, load);
+            prop_assert_eq!((round.replace, round.resume), (accepted.replace, accepted.resume));
+        }
+    }
+
+    #[test]
+    fn a_load_too_large_to_plan_is_refused_before_planning() {
+        let dir = tempfile::tempdir().unwrap();
+        let symbols: Vec<String> = (0..1_000).map(|i| format!("S{i}")).collect();
+        let request: IngestionRequest = serde_json::from_value(serde_json::json!({
+            "symbols": symbols, "start": "1998-01-01", "end": "2261-12-31"
+        }))
+        .unwrap();
+        let refused = spec(&state(dir.path()), &request).unwrap_err();
+        let body = serde_json::to_value(&refused).unwrap();
+        assert_eq!(body["code"], "load_too_large");
+        assert_eq!(body["status"], 422);
+    }
 }
