@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use ohlcv::generator::GeneratorConfig;
+use ohlcv::ingest::WriteOptions;
 use ohlcv::store::Store;
+use ohlcv::store::influx::{Api, setup};
 use ohlcv::store::parquet::ParquetStore;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -189,10 +191,33 @@ fn reads_of_a_load_being_written_or_interrupted_answer_503_and_ready_says_why() 
     let (status, v) = get(&format!("{url}/ready"));
     assert_eq!((status, v["code"].as_str()), (503, Some("not_ready")));
     assert!(v["detail"].as_str().unwrap().contains("no load"), "{v}");
+    incomplete_reads_answer_503(&url, json!({"trades": 300_000_000}));
+}
 
-    let job = start_and_await_writing(&url, json!({"trades": 300_000_000}));
+/// InfluxDB cannot swap a load in whole: its reads answer 503 from the start of a load until
+/// it completes, and after one that was interrupted.
+#[test]
+fn influxdb_reads_answer_503_while_a_load_writes_and_after_it_stopped() {
+    let server = common::influxd::Influxd::start();
+    let influx = common::influx::config(&server.url(), Api::V1, None, "trades");
+    setup(&influx).unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let (url, _rt) = common::serve(common::influx::app_state(
+        influx,
+        WriteOptions::default(),
+        checkpoints.path(),
+        common::small_config(1_000),
+        TIMEOUT,
+    ));
+    incomplete_reads_answer_503(&url, json!({"trades": 300_000_000, "store": "influxdb"}));
+}
+
+/// Starts the load `body` on the server at `url`, and checks every read answers 503
+/// `load_incomplete` (and `/ready` 503 naming it) while it writes and once it is cancelled.
+fn incomplete_reads_answer_503(url: &str, body: Value) {
+    let job = start_and_await_writing(url, body);
     let check = |when: &str| {
-        let [symbols, candles, ready] = reads(&url);
+        let [symbols, candles, ready] = reads(url);
         for (what, (status, v)) in [("symbols", symbols), ("candles", candles)] {
             assert_eq!(
                 (status, v["code"].as_str()),
@@ -216,6 +241,6 @@ fn reads_of_a_load_being_written_or_interrupted_answer_503_and_ready_says_why() 
         assert_eq!((status, v["code"].as_str()), (503, Some("load_incomplete")));
     };
     check("while the load is written");
-    cancel(&url, &job);
+    cancel(url, &job);
     check("after the load was cancelled");
 }
