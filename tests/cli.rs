@@ -271,6 +271,8 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
         "load --store influxdb --influxdb-retention forever",
         "load --trades 1000 --start 1500-01-01 --end 1500-02-01",
         "load --trades 1000 --start 1997-01-01 --end 1997-02-01",
+        "load --trades 1000 --start 0001-01-01 --end 0001-02-01",
+        "load --trades 1000 --start 9999-01-01 --end 9999-02-01",
         "load --trades 1000 --start 2262-01-01 --end 2262-02-01",
         "load --trades 1000 --start 0001-01-01T00:00:00Z",
         "candles --symbol AAPL --interval 1m --start 1500-01-01 --end 2024-03-02",
@@ -298,6 +300,7 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
             || args.contains("0001-")
             || args.contains("199")
             || args.contains("2262-")
+            || args.contains("9999-")
         {
             assert!(
                 err.contains("the supported years 1998 to 2261"),
