@@ -349,11 +349,19 @@ fn daily_volatility_matches_the_profiles_and_prices_are_martingales() {
         let m = stats::moments(&pooled);
         let se = (m.variance / m.n as f64).sqrt();
         let drift = -target * target / 252.0 / 2.0;
+        let pooled_vol = stats::realised_vol(&pooled, 252.0);
         println!(
-            "{}: realised vol {vol:.3} (profile {target}), mean log return {:.2e} vs −σ²/2 = {drift:.2e}, se {se:.1e}",
+            "{}: realised vol {vol:.3} (pooled {pooled_vol:.3}, profile {target}), mean log return {:.2e} vs −σ²/2 = {drift:.2e}, se {se:.1e}",
             sp.symbol, m.mean
         );
         assert!((vol / target - 1.0).abs() < 0.1, "{} vol {vol}", sp.symbol);
+        // Pooled over every seed, the mean square return is the profile's: the variance
+        // budget adds up (the per-seed mean above sits lower, being a mean of square roots).
+        assert!(
+            (pooled_vol / target - 1.0).abs() < 0.03,
+            "{} pooled vol {pooled_vol}",
+            sp.symbol
+        );
         assert!(
             (m.mean - drift).abs() < 2.0 * se,
             "{} drift {}",
@@ -401,11 +409,11 @@ fn daily_returns_show_the_stylized_facts() {
             sp.symbol
         );
         assert!(
-            acf_abs > 0.03,
+            acf_abs > 0.08,
             "{} volatility clustering {acf_abs}",
             sp.symbol
         );
-        assert!(lev < -0.01, "{} leverage {lev}", sp.symbol);
+        assert!(lev < -0.04, "{} leverage {lev}", sp.symbol);
         assert!(vv > 0.3, "{} volume-volatility {vv}", sp.symbol);
     }
 }
@@ -589,7 +597,11 @@ fn the_default_load_splits_share_volume_as_2024_did() {
             sp.mean_size
         );
         let price = sp.profile.start_price;
-        let want = if price < 250.0 { 0.45..0.6 } else { 0.55..0.75 };
+        let want = if price < 250.0 {
+            0.65..0.78
+        } else {
+            0.75..0.88
+        };
         assert!(want.contains(&odd), "{} odd lots {odd}", sp.symbol);
     }
     let shares = stats::shares(&volumes);
@@ -611,6 +623,57 @@ fn the_default_load_splits_share_volume_as_2024_did() {
         assert!(
             (share - want).abs() < 0.015,
             "{} {share} vs {want}",
+            sp.symbol
+        );
+    }
+}
+
+/// Per seed, over a full 2024 plan of the default symbols, the efficient price's 5- and
+/// 30-minute returns within sessions (the minute anchors every trade is drawn around) and the
+/// daily and 5-day close-to-close returns: excess kurtosis at each horizon, per symbol.
+fn kurtosis_by_horizon(seed: u64) -> Vec<[f64; 4]> {
+    let plan = year(seed, 1_000_000);
+    plan.symbols()
+        .iter()
+        .enumerate()
+        .map(|(s, sp)| {
+            let (mut r5, mut r30) = (Vec::new(), Vec::new());
+            for d in 0..plan.sessions().len() {
+                let anchors = plan.chunk_trades(s, d).anchors;
+                let every = |k: usize| -> Vec<f64> {
+                    let prices: Vec<f64> = anchors.iter().step_by(k).copied().collect();
+                    stats::log_returns(&prices)
+                };
+                r5.extend(every(5));
+                r30.extend(every(30));
+            }
+            let daily = daily_returns(sp);
+            [
+                stats::moments(&r5).excess_kurtosis,
+                stats::moments(&r30).excess_kurtosis,
+                stats::moments(&daily).excess_kurtosis,
+                stats::moments(&stats::aggregate(&daily, 5)).excess_kurtosis,
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn kurtosis_falls_as_the_horizon_grows() {
+    const SEEDS: u64 = 24;
+    let runs: Vec<Vec<[f64; 4]>> = (0..SEEDS).map(kurtosis_by_horizon).collect();
+    for (s, sp) in year(0, 1).symbols().iter().enumerate() {
+        let k: Vec<f64> = (0..4)
+            .map(|h| mean(&runs.iter().map(|r| r[s][h]).collect::<Vec<_>>()))
+            .collect();
+        println!(
+            "{}: excess kurtosis 5 minutes {:.2}, 30 minutes {:.2}, 1 day {:.2}, 5 days {:.2}",
+            sp.symbol, k[0], k[1], k[2], k[3]
+        );
+        assert!(k[2] >= 3.0, "{} daily tails {}", sp.symbol, k[2]);
+        assert!(
+            k.windows(2).all(|w| w[0] > w[1]),
+            "{} kurtosis by horizon {k:?}",
             sp.symbol
         );
     }
