@@ -122,11 +122,11 @@ const DAILY_ACTIVITY_SD: f64 = 0.25;
 // Intraday model: activity (and variance) is the U shape times a slow factor that persists
 // for tens of minutes and a fast one that does not.
 const SLOW_AR: f64 = 0.98;
-const SLOW_SD: f64 = 0.7;
+const SLOW_SD: f64 = 0.9;
 const FAST_AR: f64 = 0.5;
 const FAST_SD: f64 = 0.3;
 const MINUTE_JUMP_PROB: f64 = 0.002;
-const MINUTE_JUMP_SCALE: f64 = 8.0;
+const MINUTE_JUMP_SCALE: f64 = 10.0;
 const SIDE_PERSISTENCE: f64 = 0.65;
 /// Share of continuous trades printed at the quote's midpoint (off-exchange midpoint and
 /// hidden liquidity), whatever the spread.
