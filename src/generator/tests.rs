@@ -146,10 +146,11 @@ fn sessions_open_and_close_with_crosses_at_the_anchors() {
             // Continuous trading never takes the crosses' instants: they identify the crosses.
             assert!(out.times[1] > session.open);
             assert!(out.times[last - 1] < closing_cross_time(session));
-            // A cross is a block, not a continuous print.
+            // A cross is a block, not a continuous print, even on a quiet day of a few hundred
+            // trades where the opening cross is only several mean trades.
             let continuous: u64 = out.amounts[1..last].iter().map(|a| *a as u64).sum();
             let mean = continuous as f64 / (last - 1) as f64;
-            assert!(out.amounts[0] as f64 > 5.0 * mean && out.amounts[last] as f64 > 5.0 * mean);
+            assert!(out.amounts[0] as f64 > 3.0 * mean && out.amounts[last] as f64 > 3.0 * mean);
         }
     }
     // A chunk of one trade is its closing cross, of none is empty: counts stay exact.
