@@ -3,7 +3,8 @@
 //! A load is cut into chunks, one per (symbol, session). Generating works in two levels:
 //!
 //! 1. The [`MarketPlan`], computed once and cheaply: per symbol, a daily anchor path (each
-//!    session's open and close, with GJR-GARCH(1,1) volatility, heavy-tailed innovations,
+//!    session's open and close, with GJR-GARCH(1,1) volatility times a smooth asymmetric
+//!    factor, heavy-tailed innovations,
 //!    overnight gaps and earnings jumps) and an activity level per session; from those, the
 //!    exact number of trades of every chunk (summing to exactly the requested N) and its first
 //!    trade id.
@@ -387,13 +388,15 @@ fn t_scale(rng: &mut Xoshiro256PlusPlus) -> f64 {
 /// Walks one symbol's daily anchors; pushes each session's activity weight to `weights`.
 ///
 /// A day's log return from close to close is `gap + session`: a diffusive part with variance
-/// `h` (the GJR-GARCH state) split 20/80 between the overnight gap and the session, both
+/// `v` (the GJR-GARCH state `h` times the smooth factor) split 20/80 between the overnight gap
+/// and the session, both
 /// normals times the same Student-t scale `w` (so their sum is Student-t, and neither
 /// predicts the other), plus on earnings days a normal jump in the gap. Given `w`, each part
 /// is normal and carries the drift −var/2 that makes exp(return) mean 1, so prices are
 /// martingales from close to close; the mean log return is −σ²/2 since E[w²] = 1. Earnings
 /// dates are known in advance, so their jump's drift applies on the day. The long-run `h` is
-/// what the profile's volatility leaves after the earnings jumps' share: the total matches.
+/// what the profile's volatility leaves after the earnings jumps' share, and `v` has `h`'s mean
+/// once the two factors' comovement is divided out: the total matches.
 fn daily_path(
     seed: u64,
     symbol: &Symbol,
