@@ -17,15 +17,16 @@ pub struct Profile {
 }
 
 /// Approximate closes of 2023-12-29, rounded; volatilities are rounded realised 2023-2024
-/// levels. Average daily volumes are approximate 2024 consolidated averages (daily volume
-/// histories as published by Nasdaq.com and Yahoo Finance); for AAPL, MSFT, AMZN, GOOGL and
-/// META they set the default load's split, for the others only their rough order matters.
+/// levels, not a published 2024 figure (none was found; docs/GENERATOR.md). For AAPL, MSFT,
+/// AMZN, GOOGL and META the average daily volumes are the averages MarketBeat published in
+/// late 2024 (20 December; GOOGL 22 November), which set the default load's split; for the
+/// others only their rough order matters.
 const KNOWN: &[(&str, f64, f64, f64)] = &[
-    ("AAPL", 192.53, 0.22, 57.0),
-    ("MSFT", 376.04, 0.24, 20.0),
-    ("AMZN", 151.94, 0.32, 41.0),
-    ("GOOGL", 139.69, 0.30, 28.0),
-    ("META", 353.96, 0.38, 14.0),
+    ("AAPL", 192.53, 0.22, 57.67),
+    ("MSFT", 376.04, 0.24, 20.73),
+    ("AMZN", 151.94, 0.32, 41.42),
+    ("GOOGL", 139.69, 0.30, 27.26),
+    ("META", 353.96, 0.38, 14.87),
     ("NVDA", 495.22, 0.50, 45.0),
     ("TSLA", 248.48, 0.55, 95.0),
     ("JPM", 170.10, 0.20, 9.0),

@@ -146,10 +146,11 @@ fn sessions_open_and_close_with_crosses_at_the_anchors() {
             // Continuous trading never takes the crosses' instants: they identify the crosses.
             assert!(out.times[1] > session.open);
             assert!(out.times[last - 1] < closing_cross_time(session));
-            // A cross is a block, not a continuous print.
+            // A cross is a block, not a continuous print, even on a quiet day of a few hundred
+            // trades where the opening cross is only several mean trades.
             let continuous: u64 = out.amounts[1..last].iter().map(|a| *a as u64).sum();
             let mean = continuous as f64 / (last - 1) as f64;
-            assert!(out.amounts[0] as f64 > 5.0 * mean && out.amounts[last] as f64 > 5.0 * mean);
+            assert!(out.amounts[0] as f64 > 3.0 * mean && out.amounts[last] as f64 > 3.0 * mean);
         }
     }
     // A chunk of one trade is its closing cross, of none is empty: counts stay exact.
@@ -349,11 +350,19 @@ fn daily_volatility_matches_the_profiles_and_prices_are_martingales() {
         let m = stats::moments(&pooled);
         let se = (m.variance / m.n as f64).sqrt();
         let drift = -target * target / 252.0 / 2.0;
+        let pooled_vol = stats::realised_vol(&pooled, 252.0);
         println!(
-            "{}: realised vol {vol:.3} (profile {target}), mean log return {:.2e} vs −σ²/2 = {drift:.2e}, se {se:.1e}",
+            "{}: realised vol {vol:.3} (pooled {pooled_vol:.3}, profile {target}), mean log return {:.2e} vs −σ²/2 = {drift:.2e}, se {se:.1e}",
             sp.symbol, m.mean
         );
         assert!((vol / target - 1.0).abs() < 0.1, "{} vol {vol}", sp.symbol);
+        // Pooled over every seed, the mean square return is the profile's: the variance
+        // budget adds up (the per-seed mean above sits lower, being a mean of square roots).
+        assert!(
+            (pooled_vol / target - 1.0).abs() < 0.03,
+            "{} pooled vol {pooled_vol}",
+            sp.symbol
+        );
         assert!(
             (m.mean - drift).abs() < 2.0 * se,
             "{} drift {}",
@@ -401,11 +410,11 @@ fn daily_returns_show_the_stylized_facts() {
             sp.symbol
         );
         assert!(
-            acf_abs > 0.03,
+            acf_abs > 0.08,
             "{} volatility clustering {acf_abs}",
             sp.symbol
         );
-        assert!(lev < -0.01, "{} leverage {lev}", sp.symbol);
+        assert!(lev < -0.04, "{} leverage {lev}", sp.symbol);
         assert!(vv > 0.3, "{} volume-volatility {vv}", sp.symbol);
     }
 }
@@ -549,68 +558,145 @@ fn the_default_load_splits_share_volume_as_2024_did() {
         .map(|sp| sp.profile.adv_millions)
         .collect();
     let target: Vec<f64> = adv.iter().map(|a| a / adv.iter().sum::<f64>()).collect();
-    // The plan of the default 300 M load: expected share volumes, exactly apportioned.
+    // The plan of the default 300 M load: expected share volumes, exactly apportioned, and
+    // trades in proportion to each symbol's volume over its mean trade size.
     let plan = year(42, 300_000_000);
+    let counts: Vec<u64> = plan
+        .symbols()
+        .iter()
+        .map(|sp| sp.chunks.iter().map(|c| c.count).sum())
+        .collect();
     let expected: Vec<u64> = plan
         .symbols()
         .iter()
-        .map(|sp| (sp.chunks.iter().map(|c| c.count).sum::<u64>() as f64 * sp.mean_size) as u64)
+        .zip(&counts)
+        .map(|(sp, n)| (*n as f64 * sp.mean_size) as u64)
         .collect();
     for (share, want) in stats::shares(&expected).iter().zip(&target) {
         assert!((share - want).abs() < 0.001, "{share} vs {want}");
     }
-    // What a generated year of 2 M trades holds.
-    let plan = year(42, 2_000_000);
-    let (mut volumes, mut counts) = (vec![], vec![]);
-    let mut trades = TradeColumns::default();
-    for (s, sp) in plan.symbols().iter().enumerate() {
-        trades.clear();
-        let mut closes = vec![sp.profile.start_price];
-        for d in 0..plan.sessions().len() {
-            plan.generate(s, d, &mut trades);
-            closes.push(*trades.prices.last().unwrap() as f64 / PRICE_UNITS_PER_DOLLAR as f64);
-        }
-        // The tape's daily closes are the anchors' up to a spread and the last minute's drift.
-        let tape = stats::realised_vol(&stats::log_returns(&closes), 252.0);
-        let anchors = stats::realised_vol(&daily_returns(sp), 252.0);
-        assert!(
-            (tape / anchors - 1.0).abs() < 0.03,
-            "{} {tape} vs {anchors}",
-            sp.symbol
-        );
-        volumes.push(trades.amounts.iter().map(|a| *a as u64).sum::<u64>());
-        counts.push(trades.len() as u64);
-        let odd = stats::odd_lot_share(&trades.amounts);
-        let p = stats::size_percentiles(&mut trades.amounts, &[10.0, 50.0, 90.0, 99.0]);
-        println!(
-            "{}: odd lots {:.1} % of trades, size percentiles 10/50/90/99: {p:?}, mean size {:.0}",
-            sp.symbol,
-            100.0 * odd,
-            sp.mean_size
-        );
-        let price = sp.profile.start_price;
-        let want = if price < 250.0 { 0.45..0.6 } else { 0.55..0.75 };
-        assert!(want.contains(&odd), "{} odd lots {odd}", sp.symbol);
-    }
-    let shares = stats::shares(&volumes);
-    let trade_shares = stats::shares(&counts);
-    for (((sp, share), want), trades) in plan
+    let per_trade: Vec<f64> = plan
         .symbols()
         .iter()
-        .zip(&shares)
-        .zip(&target)
-        .zip(&trade_shares)
-    {
+        .map(|sp| sp.profile.adv_millions / sp.mean_size)
+        .collect();
+    let total: f64 = per_trade.iter().sum();
+    for (share, want) in stats::shares(&counts).iter().zip(&per_trade) {
+        assert!((share - want / total).abs() < 0.001, "{share} vs {want}");
+    }
+
+    // What generated years hold, over 8 seeds of 250,000 trades.
+    const SEEDS: u64 = 8;
+    let n = target.len();
+    let (mut volumes, mut trades, mut odd) = (vec![0u64; n], vec![0u64; n], vec![0.0; n]);
+    let mut shares = vec![0.0; n];
+    let mut out = TradeColumns::default();
+    for seed in 0..SEEDS {
+        let plan = year(seed, 250_000);
+        let mut seed_volumes = vec![0u64; n];
+        for (s, sp) in plan.symbols().iter().enumerate() {
+            out.clear();
+            let mut closes = vec![sp.profile.start_price];
+            for d in 0..plan.sessions().len() {
+                plan.generate(s, d, &mut out);
+                closes.push(*out.prices.last().unwrap() as f64 / PRICE_UNITS_PER_DOLLAR as f64);
+            }
+            // The tape's daily closes are the anchors' up to the closing cross's cent.
+            let tape = stats::realised_vol(&stats::log_returns(&closes), 252.0);
+            let anchors = stats::realised_vol(&daily_returns(sp), 252.0);
+            assert!(
+                (tape / anchors - 1.0).abs() < 0.01,
+                "{} {tape} vs {anchors}",
+                sp.symbol
+            );
+            seed_volumes[s] = out.amounts.iter().map(|a| u64::from(*a)).sum();
+            trades[s] += out.len() as u64;
+            odd[s] += stats::odd_lot_share(&out.amounts) / SEEDS as f64;
+        }
+        for (s, share) in stats::shares(&seed_volumes).iter().enumerate() {
+            shares[s] += share / SEEDS as f64;
+            volumes[s] += seed_volumes[s];
+        }
+    }
+    let trade_shares = stats::shares(&trades);
+    let load_mean = volumes.iter().sum::<u64>() as f64 / trades.iter().sum::<u64>() as f64;
+    println!("mean trade size of the default load: {load_mean:.0} shares");
+    for (s, sp) in plan.symbols().iter().enumerate() {
         println!(
-            "{}: share volume {:.1} % (2024: {:.1} %), trades {:.1} %",
+            "{}: share volume {:.1} % (2024: {:.1} %), trades {:.1} %, odd lots {:.1} % of trades, mean size {:.0}",
             sp.symbol,
-            100.0 * share,
-            100.0 * want,
-            100.0 * trades
+            100.0 * shares[s],
+            100.0 * target[s],
+            100.0 * trade_shares[s],
+            100.0 * odd[s],
+            volumes[s] as f64 / trades[s] as f64
         );
         assert!(
-            (share - want).abs() < 0.015,
-            "{} {share} vs {want}",
+            (shares[s] - target[s]).abs() < 0.01,
+            "{} {} vs {}",
+            sp.symbol,
+            shares[s],
+            target[s]
+        );
+        // 71 % of US trades were odd lots in 2022, more in higher-priced stocks.
+        let want = if sp.profile.start_price < 250.0 {
+            0.72..0.84
+        } else {
+            0.8..0.92
+        };
+        assert!(want.contains(&odd[s]), "{} odd lots {}", sp.symbol, odd[s]);
+    }
+    // The average US trade was 51 shares in 2022; these higher-priced names trade fewer
+    // shares a print than the market's cheaper ones, but their round lots and blocks weigh.
+    assert!((40.0..80.0).contains(&load_mean), "mean size {load_mean}");
+}
+
+/// Per seed, over a full 2024 plan of the default symbols, the efficient price's 5- and
+/// 30-minute returns within sessions (the minute anchors every trade is drawn around) and the
+/// daily and 5-day close-to-close returns: excess kurtosis at each horizon, per symbol.
+fn kurtosis_by_horizon(seed: u64) -> Vec<[f64; 4]> {
+    let plan = year(seed, 1_000_000);
+    plan.symbols()
+        .iter()
+        .enumerate()
+        .map(|(s, sp)| {
+            let (mut r5, mut r30) = (Vec::new(), Vec::new());
+            for d in 0..plan.sessions().len() {
+                let anchors = plan.chunk_trades(s, d).anchors;
+                let every = |k: usize| -> Vec<f64> {
+                    let prices: Vec<f64> = anchors.iter().step_by(k).copied().collect();
+                    stats::log_returns(&prices)
+                };
+                r5.extend(every(5));
+                r30.extend(every(30));
+            }
+            let daily = daily_returns(sp);
+            [
+                stats::moments(&r5).excess_kurtosis,
+                stats::moments(&r30).excess_kurtosis,
+                stats::moments(&daily).excess_kurtosis,
+                stats::moments(&stats::aggregate(&daily, 5)).excess_kurtosis,
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn kurtosis_falls_as_the_horizon_grows() {
+    const SEEDS: u64 = 16;
+    let runs: Vec<Vec<[f64; 4]>> = (0..SEEDS).map(kurtosis_by_horizon).collect();
+    for (s, sp) in year(0, 1).symbols().iter().enumerate() {
+        let k: Vec<f64> = (0..4)
+            .map(|h| mean(&runs.iter().map(|r| r[s][h]).collect::<Vec<_>>()))
+            .collect();
+        println!(
+            "{}: excess kurtosis 5 minutes {:.2}, 30 minutes {:.2}, 1 day {:.2}, 5 days {:.2}",
+            sp.symbol, k[0], k[1], k[2], k[3]
+        );
+        assert!(k[2] >= 3.0, "{} daily tails {}", sp.symbol, k[2]);
+        assert!(
+            k.windows(2).all(|w| w[0] > w[1]),
+            "{} kurtosis by horizon {k:?}",
             sp.symbol
         );
     }
