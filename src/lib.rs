@@ -40,19 +40,11 @@ pub mod calendar;
 pub mod candles;
 pub mod config;
 pub mod format;
-#[cfg_attr(
-    not(test),
-    allow(clippy::indexing_slicing, clippy::expect_used, clippy::unwrap_used)
-)]
 pub mod generator;
 pub mod ingest;
 pub mod model;
 pub mod query;
 pub mod secret;
-#[cfg_attr(
-    not(test),
-    allow(clippy::indexing_slicing, clippy::expect_used, clippy::unwrap_used)
-)]
 pub mod stats;
 pub mod store;
 pub mod telemetry;

@@ -79,6 +79,10 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     /// The original proof of concept's load: 300 million trades over 2024 in five large caps.
+    #[allow(
+        clippy::expect_used,
+        reason = "the default symbols and dates are constants that parse"
+    )]
     fn default() -> Self {
         Self {
             trades: 300_000_000,
@@ -226,6 +230,11 @@ fn apportion(total: u64, weights: &[f64], out: &mut Vec<u64>) {
 }
 
 impl MarketPlan {
+    #[allow(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        reason = "`i` enumerates `symbols`; `from` is the weights' length before this symbol's were pushed; `apportion` returns one count per weight, i.e. per chunk"
+    )]
     pub fn new(config: GeneratorConfig) -> Result<Self> {
         if !(1..=MAX_TRADES).contains(&config.trades) {
             return Err(GeneratorError::Trades(config.trades));
@@ -338,6 +347,10 @@ impl MarketPlan {
         self.resolution
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "indices of the plan's own symbols and sessions, which callers iterate; past them it panics as slice indexing does"
+    )]
     pub fn chunk(&self, symbol: usize, session: usize) -> &ChunkPlan {
         &self.symbols[symbol].chunks[session]
     }
@@ -350,6 +363,10 @@ impl MarketPlan {
 
     /// The trades of chunk (`symbol`, `session`) as a stream of whole minutes, so a caller can
     /// take them in bounded batches whatever the chunk's size.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "indices of the plan's own symbols and sessions, which callers iterate; `symbol_sizes` holds a valid index into `sizes` per symbol"
+    )]
     pub fn chunk_trades(&self, symbol: usize, session: usize) -> ChunkTrades<'_> {
         let plan = &self.symbols[symbol];
         let s = &self.sessions[session];
@@ -547,6 +564,10 @@ pub struct ChunkTrades<'a> {
 }
 
 impl<'a> ChunkTrades<'a> {
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "minute indices run over `0..minutes`, and every per-minute vector is built with `minutes` entries (anchors with one more)"
+    )]
     fn new(
         mut rng: Xoshiro256PlusPlus,
         sizes: &'a SizeTable,
@@ -706,6 +727,10 @@ impl<'a> ChunkTrades<'a> {
         }
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`m < counts.len()` and the per-minute vectors have that length (anchors one more); `k` spacings of the `k + 1` drawn are read"
+    )]
     fn minute_trades(&mut self, m: usize, out: &mut TradeColumns) {
         let k = self.counts[m] as usize;
         if k == 0 {

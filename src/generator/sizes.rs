@@ -61,6 +61,10 @@ pub struct SizeTable {
 impl SizeTable {
     /// The table of a price [`band`]. Slot `i` stands for `i + 1` shares; the last slot stands
     /// for "a block trade".
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "lots and buckets index tables built here with the sizes they are indexed by"
+    )]
     pub fn for_band(band: i32) -> Self {
         let price = libm::exp2(band as f64 / 4.0);
         let median = (BODY_MEDIAN_DOLLARS / price).clamp(1.0, 2_000.0);
@@ -100,6 +104,10 @@ impl SizeTable {
         self.mean
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "Vose's alias method: `small` and `large` hold indices of the table being built"
+    )]
     fn vose(pmf: &[f64]) -> (Vec<u32>, Vec<u32>) {
         let n = pmf.len();
         let total: f64 = pmf.iter().sum();
@@ -121,6 +129,10 @@ impl SizeTable {
     }
 
     #[inline]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "the drawn column is below the table's length, which is never zero"
+    )]
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> u32 {
         let r = rng.next_u64();
         let slot = (((r >> 32) * self.threshold.len() as u64) >> 32) as usize;

@@ -48,6 +48,7 @@ pub fn moments(xs: &[f64]) -> Moments {
 }
 
 /// Natural-log returns between consecutive prices.
+#[allow(clippy::indexing_slicing, reason = "windows of two")]
 pub fn log_returns(prices: &[f64]) -> Vec<f64> {
     prices.windows(2).map(|w| (w[1] / w[0]).ln()).collect()
 }
@@ -65,6 +66,10 @@ pub fn realised_vol(returns: &[f64], periods_per_year: f64) -> f64 {
 }
 
 /// Pearson correlation of two equally long series.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "both slices are cut to the shorter one's length"
+)]
 pub fn correlation(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &y[..n]);
@@ -81,6 +86,10 @@ pub fn correlation(x: &[f64], y: &[f64]) -> f64 {
 
 /// Sample autocorrelation at `lag`, with the whole series' mean and variance (the usual
 /// estimator, biased slightly towards 0 for short series).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "lags are bounded by the series' length, checked first"
+)]
 pub fn autocorrelation(xs: &[f64], lag: usize) -> f64 {
     let n = xs.len();
     if lag >= n {
@@ -106,6 +115,10 @@ pub fn absolute(xs: &[f64]) -> Vec<f64> {
 
 /// The leverage effect: mean over lags `1..=max_lag` of corr(r[t], |r[t+k]|). Negative when
 /// falls raise later volatility more than rises do (Black 1976; Cont 2001).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "windows are bounded by the series' length, checked first"
+)]
 pub fn leverage(returns: &[f64], max_lag: usize) -> f64 {
     let abs = absolute(returns);
     let n = returns.len();
@@ -236,6 +249,7 @@ pub struct RollSpread {
 impl RollSpread {
     /// Adds the consecutive price changes of one run of trades. Call it once per session, so
     /// that no pair of changes spans the overnight gap.
+    #[allow(clippy::indexing_slicing, reason = "windows of three")]
     pub fn push_run(&mut self, prices: &[i64]) {
         for w in prices.windows(3) {
             let (first, second) = ((w[1] - w[0]) as i128, (w[2] - w[1]) as i128);
@@ -277,6 +291,10 @@ pub struct SessionBars {
 impl SessionBars {
     /// Cuts one session's 1-minute candles (sorted by time; any outside the session are
     /// ignored) into bars of `minutes`. None when the session has no trade.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "bar indices are clamped to `bars - 1`, and a session has at least one bar"
+    )]
     pub fn from_minutes(candles: &[Candle], session: &Session, minutes: i64) -> Option<Self> {
         let inside = || candles.iter().filter(|c| session.contains(c.time));
         let first = inside().next()?;
@@ -324,6 +342,10 @@ impl SessionBars {
 
 /// The intraday U shape: volume of the first and of the last `edge` bars of each session at
 /// least `3 · edge` bars long, each over the volume of as many bars in its middle.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "sessions with fewer than three edges of bars are skipped first"
+)]
 pub fn u_shape_ratios(sessions: &[SessionBars], edge: usize) -> (f64, f64) {
     let (mut first, mut middle, mut last) = (0u64, 0u64, 0u64);
     for s in sessions {

@@ -189,6 +189,10 @@ pub fn report(store: &dyn Store, symbols: Option<&[Symbol]>) -> Result<StatsRepo
 
 /// `f` of each item on up to one worker thread per core, in the items' order; the first error
 /// wins.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`i` comes from `items.get(i)` succeeding, and `results` has one slot per item"
+)]
 fn on_workers<T: Send>(
     items: &[Symbol],
     f: impl Fn(&Symbol) -> Result<T> + Sync,
@@ -226,6 +230,10 @@ fn on_workers<T: Send>(
 /// Calls `each(session, candles)` for every session of `sessions` with stored 1-minute
 /// candles of `symbol`, streaming them from the store: one session's candles are held at a
 /// time.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`current` is checked against `sessions.len()` before each read, and `held` is non-empty only while it holds candles of `sessions[current]`"
+)]
 fn for_each_session(
     store: &dyn Store,
     symbol: &Symbol,
@@ -285,6 +293,10 @@ struct Candles {
     trades: u64,
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "the trade columns have equal lengths, and a first or last trade exists before its amount is read; `p` has one entry per listed percentile"
+)]
 fn symbol_stats(store: &dyn Store, symbol: &Symbol, sessions: &[Session]) -> Result<SymbolStats> {
     let mut c = Candles::default();
     for_each_session(store, symbol, sessions, |session, minutes| {
@@ -584,6 +596,10 @@ impl StatsReport {
     /// csv: one row per symbol under [`csv_header`], reals in full precision. JSON: the
     /// report as the API answers it. Table: one row per figure, one column per symbol, with
     /// a description, rounded for reading.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "every symbol's `cells()` lists the same figures as the empty row the indices come from"
+    )]
     pub fn write(&self, out: &mut impl std::io::Write, format: Format) -> std::io::Result<()> {
         match format {
             Format::Csv => {
