@@ -76,15 +76,27 @@ impl From<crate::store::influx::InfluxError> for IngestError {
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 
-/// Runs one worker thread's `body`, turning a panic into [`IngestError::Panicked`], so that it
-/// ends the load like any error: the caller cancels the other workers at once and reports it
-/// once, instead of the scope waiting for them to finish the whole load first.
-pub(crate) fn contain_panic(body: impl FnOnce() -> Result<()>) -> Result<()> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        Err(IngestError::Panicked(telemetry::panic_message(
-            payload.as_ref(),
-        )))
-    })
+/// Runs one worker thread's `body`. Its error, or its panic as [`IngestError::Panicked`],
+/// cancels the other workers at once and is kept in `failure` if it is the first: a panic ends
+/// the load like any error, instead of the scope waiting for the others to finish the load.
+pub(crate) fn run_worker(
+    progress: &Progress,
+    failure: &std::sync::Mutex<Option<IngestError>>,
+    body: impl FnOnce() -> Result<()>,
+) {
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+            Err(IngestError::Panicked(telemetry::panic_message(
+                payload.as_ref(),
+            )))
+        });
+    if let Err(e) = outcome {
+        progress.cancel();
+        failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(e);
+    }
 }
 
 /// What a load generates and how it treats what the target already holds. The same spec
@@ -339,16 +351,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_panicking_worker_becomes_an_error_naming_the_panic() {
-        let outcome = contain_panic(|| -> Result<()> { panic!("chunk 7 out of range") });
+    fn a_panicking_worker_cancels_the_others_and_is_the_failure_reported() {
+        let (progress, failure) = (Progress::default(), std::sync::Mutex::new(None));
+        run_worker(&progress, &failure, || Ok(()));
+        assert!(!progress.cancelled() && failure.lock().unwrap().is_none());
+        run_worker(&progress, &failure, || -> Result<()> {
+            panic!("chunk 7 out of range")
+        });
+        assert!(progress.cancelled());
+        run_worker(&progress, &failure, || Err(IngestError::Cancelled));
+        let first = failure.into_inner().unwrap();
         assert!(
-            matches!(&outcome, Err(IngestError::Panicked(m)) if m == "chunk 7 out of range"),
-            "{outcome:?}"
+            matches!(&first, Some(IngestError::Panicked(m)) if m == "chunk 7 out of range"),
+            "{first:?}"
         );
-        assert!(matches!(
-            contain_panic(|| Err(IngestError::Cancelled)),
-            Err(IngestError::Cancelled)
-        ));
-        assert!(contain_panic(|| Ok(())).is_ok());
     }
 }

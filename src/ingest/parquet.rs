@@ -33,11 +33,13 @@ fn write_partition(
             continue;
         };
         for d in planned.sessions.clone() {
-            if progress.cancelled() {
-                return Err(IngestError::Cancelled);
-            }
             let mut chunk = plan.chunk_trades(s, d);
             loop {
+                // Every batch, not every session: a session of a big load is millions of
+                // trades, and a stop should not wait for them.
+                if progress.cancelled() {
+                    return Err(IngestError::Cancelled);
+                }
                 let mut trades = TradeColumns::with_capacity(BATCH_ROWS + BATCH_ROWS / 4);
                 if !chunk.fill(BATCH_ROWS, &mut trades) {
                     break;
@@ -135,19 +137,12 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
     std::thread::scope(|scope| {
         for _ in 0..spec.worker_threads().min(todo.len()).max(1) {
             scope.spawn(|| {
-                let worked = super::contain_panic(|| {
+                super::run_worker(progress, &failure, || {
                     while let Some(planned) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                         write_partition(&plan, &store, planned, progress).and_then(&publish)?;
                     }
                     Ok(())
-                });
-                if let Err(e) = worked {
-                    progress.cancel();
-                    failure
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
-                }
+                })
             });
         }
     });

@@ -202,7 +202,7 @@ pub(super) fn load(
                 let (keys, todo, next) = (&keys, &todo, &next);
                 let panicked = &panicked;
                 scope.spawn(move || {
-                    let produced = super::contain_panic(|| {
+                    super::run_worker(progress, panicked, || {
                         while let Some(&(id, s, d)) = todo.get(next.fetch_add(1, Ordering::Relaxed))
                         {
                             let Some(keys) = keys.get(s) else { break };
@@ -212,14 +212,7 @@ pub(super) fn load(
                         }
                         producer.flush();
                         Ok(())
-                    });
-                    if let Err(e) = produced {
-                        progress.cancel();
-                        panicked
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert(e);
-                    }
+                    })
                 });
             }
             drop(sender);
