@@ -288,6 +288,7 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
         "stats --symbols aapl",
         "stats --symbols AAPL,NVDA",
         "stats --format xml",
+        "serve --port 0 --start 2024-12-25 --end 2024-12-25",
         "frobnicate",
     ];
     for args in cases {

@@ -244,3 +244,30 @@ fn incomplete_reads_answer_503(url: &str, body: Value) {
     cancel(url, &job);
     check("after the load was cancelled");
 }
+
+#[test]
+fn files_a_replace_left_at_the_top_level_are_removed_by_the_next_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = common::small_config(10_000);
+    common::load(dir.path(), &common::options(first.clone()));
+    let second = GeneratorConfig {
+        seed: first.seed + 1,
+        ..first
+    };
+    let replace = ohlcv::ingest::LoadSpec {
+        replace: true,
+        ..common::options(second.clone())
+    };
+    common::load(dir.path(), &replace);
+    // As if the replace had stopped between its swap and its cleanup: the replaced load's
+    // files still at the top level, beside the generation now served.
+    let stranded = dir.path().join("trades/month=2024-03/group=0000.parquet");
+    std::fs::create_dir_all(stranded.parent().unwrap()).unwrap();
+    std::fs::write(&stranded, b"the replaced load").unwrap();
+
+    let again = common::load(dir.path(), &common::options(second));
+    assert_eq!(again.written, 0, "the served load is complete");
+    assert!(!dir.path().join("trades").exists());
+    let store = ParquetStore::new(dir.path());
+    assert!(ohlcv::verify::verify(&store, 50, 1).unwrap().ok());
+}

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{AppState, Problem};
 use crate::generator::MarketPlan;
 use crate::ingest::LoadSpec;
-use crate::ingest::jobs::{JobError, JobState, JobStatus};
+use crate::ingest::jobs::{JobError, JobStatus};
 use crate::model::Symbol;
 use crate::{calendar, query};
 
@@ -224,19 +224,33 @@ fn busy(e: &JobError) -> Problem {
     Problem::new(StatusCode::CONFLICT, code, &e.to_string(), None)
 }
 
+/// [`spec`] on the blocking pool: it plans the load, up to [`MAX_CHUNKS`] chunks of work that
+/// must not stall a runtime worker.
+pub(super) async fn planned(
+    state: &AppState,
+    request: IngestionRequest,
+) -> Result<LoadSpec, Problem> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || spec(&state, &request))
+        .await
+        .map_err(|e| Problem::internal(&e))?
+}
+
 fn status(state: &AppState, id: u64) -> Result<JobStatus, Problem> {
     state
         .jobs
         .get(id)
         .map(|j| j.status(state.jobs.target().store_name()))
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                &format!("no ingestion {id}"),
-                Some("id"),
-            )
-        })
+        .ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: u64) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("no ingestion {id}"),
+        Some("id"),
+    )
 }
 
 fn parse_id(raw: &str) -> Result<u64, Problem> {
@@ -265,10 +279,10 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let job = state
-        .jobs
-        .start(spec(&state, &request(&headers, &body)?)?)
-        .map_err(|e| busy(&e))?;
+    let request = request(&headers, &body)?;
+    state.jobs.ensure_idle().map_err(|e| busy(&e))?;
+    let spec = planned(&state, request).await?;
+    let job = state.jobs.start(spec).map_err(|e| busy(&e))?;
     let location = format!("/api/v1/ingestions/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -376,11 +390,10 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = parse_id(&id)?;
-    let current = status(&state, id)?;
-    if !matches!(current.state, JobState::Queued | JobState::Running) {
-        return Err(busy(&JobError::NotRunning));
-    }
-    let job = state.jobs.cancel_running().map_err(|e| busy(&e))?;
+    let job = match state.jobs.cancel(id) {
+        Some(cancelled) => cancelled.map_err(|e| busy(&e))?,
+        None => return Err(not_found(id)),
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(job.status(state.jobs.target().store_name())),

@@ -140,11 +140,13 @@ pub(super) async fn status(State(state): State<AppState>) -> Response {
         (status = 409, description = "A load is running", body = LegacyError, example = json!({"error": RUNNING})),
     ))]
 pub(super) async fn start(State(state): State<AppState>) -> Result<Response, Problem> {
-    // Starting fails only when a load is running.
-    let Ok(job) = state.jobs.start(ingestions::spec(
-        &state,
-        &ingestions::IngestionRequest::default(),
-    )?) else {
+    // Starting fails only when a load is running (the server's own load was checked when
+    // it started).
+    if state.jobs.ensure_idle().is_err() {
+        return Ok(conflict(RUNNING));
+    }
+    let spec = ingestions::planned(&state, ingestions::IngestionRequest::default()).await?;
+    let Ok(job) = state.jobs.start(spec) else {
         return Ok(conflict(RUNNING));
     };
     Ok((

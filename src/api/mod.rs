@@ -427,6 +427,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let jobs = state.jobs.clone();
     let limits = state.settings.limits;
+    // The load is asked to stop as soon as the shutdown begins, not once every connection has
+    // closed, so that it stops writing while the requests in flight finish.
+    let stopping = jobs.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.cancel_running();
+    };
     server::run(listener, router(state), limits, shutdown).await;
     tokio::task::spawn_blocking(move || jobs.shutdown())
         .await

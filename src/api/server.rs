@@ -7,6 +7,9 @@
 //!   which runs from the moment a connection waits for a head, a first one or the next one).
 //! - A connection with no request in flight for [`Limits::idle_timeout`] is closed, whatever
 //!   it is doing: sending nothing, or half a request, or idling between keep-alive requests.
+//!   It is first asked to close (a response being sent is finished), and dropped if it has
+//!   not closed within another idle timeout: a client that stops reading a response holds its
+//!   connection no longer than that, and neither does it hold up a shutdown.
 //!
 //! `axum::serve` has none of these, hence this loop.
 
@@ -156,18 +159,22 @@ pub(super) async fn run(
             tokio::pin!(connection);
             let idle = activity.idle_for(limits.idle_timeout);
             tokio::pin!(idle);
+            let hard_stop = tokio::time::sleep(Duration::MAX);
+            tokio::pin!(hard_stop);
             let mut closing = false;
             loop {
-                tokio::select! {
+                let close = tokio::select! {
                     _ = connection.as_mut() => break,
-                    () = &mut idle, if !closing => {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                    _ = stopping.wait_for(|stop| *stop), if !closing => {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
+                    () = &mut hard_stop, if closing => break,
+                    () = &mut idle, if !closing => true,
+                    _ = stopping.wait_for(|stop| *stop), if !closing => true,
+                };
+                if close {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                    hard_stop
+                        .as_mut()
+                        .reset(Instant::now() + limits.idle_timeout);
                 }
             }
             drop(permit);

@@ -113,6 +113,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_ingestion_trades: args.max_ingestion_trades,
                 limits: args.limits(),
             };
+            // The server's own load is what /api/start and `{}` start: refuse to serve one
+            // that no request could start.
+            ohlcv::generator::MarketPlan::new(args.load.spec().load)
+                .context("the server's own load (--trades, --symbols, --start, --end)")?;
             let store = cli.store.open(data_dir)?;
             serve(
                 store,

@@ -172,15 +172,16 @@ impl Jobs {
         &self.target
     }
 
+    /// `Busy` while a load is queued or running: checked before planning a new one, which
+    /// costs time and memory a refused request should not spend.
+    pub fn ensure_idle(&self) -> Result<(), JobError> {
+        idle(&lock(&self.jobs))
+    }
+
     /// Starts a load in the background, unless one is queued or running.
     pub fn start(&self, spec: LoadSpec) -> Result<Arc<Job>, JobError> {
         let mut jobs = lock(&self.jobs);
-        if let Some(busy) = jobs
-            .iter()
-            .find(|j| matches!(j.state(), JobState::Queued | JobState::Running))
-        {
-            return Err(JobError::Busy(busy.id));
-        }
+        idle(&jobs)?;
         let job = Arc::new(Job {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             spec,
@@ -242,6 +243,19 @@ impl Jobs {
         Ok(job)
     }
 
+    /// Cancels job `id` if it is queued or running; `None` if there is no such job. Checked
+    /// and cancelled under the jobs' lock, so a job that ends meanwhile is never confused
+    /// with the next one.
+    pub fn cancel(&self, id: u64) -> Option<Result<Arc<Job>, JobError>> {
+        let jobs = lock(&self.jobs);
+        let job = jobs.iter().find(|j| j.id == id)?;
+        if !matches!(job.state(), JobState::Queued | JobState::Running) {
+            return Some(Err(JobError::NotRunning));
+        }
+        job.progress.cancel();
+        Some(Ok(job.clone()))
+    }
+
     /// Cancels the running job and waits until every job thread has ended, its checkpoint
     /// written: what a graceful shutdown does.
     pub fn shutdown(&self) {
@@ -250,6 +264,17 @@ impl Jobs {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+/// `Busy` with the id of the queued or running job among `jobs`, if any.
+fn idle(jobs: &[Arc<Job>]) -> Result<(), JobError> {
+    match jobs
+        .iter()
+        .find(|j| matches!(j.state(), JobState::Queued | JobState::Running))
+    {
+        Some(busy) => Err(JobError::Busy(busy.id)),
+        None => Ok(()),
     }
 }
 

@@ -90,6 +90,11 @@ pub(super) fn load(dir: &Path, spec: &LoadSpec, progress: &Progress) -> Result<L
     // Generations neither served nor being written are interrupted replaces of other loads.
     let live = existing.as_ref().map_or("", |e| e.root.as_str());
     publish::remove_generations_except(dir, &[live, &manifest.root])?;
+    if !live.is_empty() {
+        // Once a generation is served, files at the top level belong to no load: a replace
+        // that stopped between its swap and its cleanup left them.
+        ParquetStore::new(dir).remove_datasets()?;
+    }
     let store = ParquetStore::new(dir.join(&manifest.root));
     store.remove_temporary_files()?;
 

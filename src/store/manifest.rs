@@ -94,14 +94,27 @@ impl Manifest {
         )
     }
 
-    /// Parses a manifest read from `origin` (a path, or an InfluxDB target).
+    /// Parses a manifest read from `origin` (a path, or an InfluxDB target). Its `root` is
+    /// joined to the data directory, so anything but a generation directory's name is refused:
+    /// a path could lead reads, writes and deletions out of it.
     pub fn parse(json: &[u8], origin: impl Into<std::path::PathBuf>) -> Result<Manifest> {
-        serde_json::from_slice(json).map_err(|source| {
+        let path = origin.into();
+        let manifest: Manifest = serde_json::from_slice(json).map_err(|source| {
             StoreError::Corrupt(Backend::Manifest {
-                path: origin.into(),
+                path: path.clone(),
                 source,
             })
-        })
+        })?;
+        if !manifest.root.is_empty() && !publish::is_generation_dir(&manifest.root) {
+            return Err(StoreError::Corrupt(Backend::Manifest {
+                path,
+                source: serde::de::Error::custom(format!(
+                    "root {:?} is not a generation directory",
+                    manifest.root
+                )),
+            }));
+        }
+        Ok(manifest)
     }
 
     /// The manifest as one line of JSON (InfluxDB keeps it in a string field).
@@ -174,5 +187,22 @@ mod tests {
         old["retention_days"] = 3650.into();
         let read = Manifest::parse(old.to_string().as_bytes(), "manifest.json").unwrap();
         assert_eq!(read, Manifest::new(GeneratorConfig::default()));
+    }
+
+    #[test]
+    fn a_root_that_is_not_a_generation_directory_is_refused() {
+        let mut m = serde_json::to_value(Manifest::new(GeneratorConfig::default())).unwrap();
+        for root in [
+            "../elsewhere",
+            "/etc",
+            "load-0123456789abcdef/../..",
+            "load-xyz",
+        ] {
+            m["root"] = root.into();
+            let parsed = Manifest::parse(m.to_string().as_bytes(), "manifest.json");
+            assert!(matches!(parsed, Err(StoreError::Corrupt(_))), "{root}");
+        }
+        m["root"] = "load-0123456789abcdef".into();
+        assert!(Manifest::parse(m.to_string().as_bytes(), "manifest.json").is_ok());
     }
 }

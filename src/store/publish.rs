@@ -50,6 +50,12 @@ pub fn generation_dir(fingerprint: &str) -> String {
     format!("{GENERATION_PREFIX}{fingerprint}")
 }
 
+/// Whether `name` is what [`generation_dir`] makes: the prefix and 16 hex digits.
+pub fn is_generation_dir(name: &str) -> bool {
+    name.strip_prefix(GENERATION_PREFIX)
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Removes every generation directory in `dir` but those named in `keep`; returns how many.
 pub fn remove_generations_except(dir: &Path, keep: &[&str]) -> Result<usize> {
     let entries = match fs::read_dir(dir) {
