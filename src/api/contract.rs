@@ -42,7 +42,10 @@ pub(super) fn json(settings: &Settings) -> serde_json::Value {
             .into_iter()
             .flat_map(|i| i.values_mut())
         {
-            let responses = op["responses"].as_object_mut().into_iter();
+            let responses = op
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+                .into_iter();
             for link in responses
                 .flat_map(|r| r.values_mut())
                 .filter_map(|r| r.get_mut("links").and_then(|l| l.as_object_mut()))

@@ -340,7 +340,7 @@ fn public_message(e: &IngestError) -> String {
             "the store is unreachable; the load can be resumed".into()
         }
         IngestError::BeyondRetention { first, days, .. } => format!(
-            "the load's first session ({first}) is older than the store's retention of {days} days: load later dates"
+            "the load's first session ({first}) is older than the configured retention of {days} days (--influxdb-retention): load later dates"
         ),
         IngestError::Generator(g) => g.to_string(),
         IngestError::Unsupported(_) => e.to_string(),

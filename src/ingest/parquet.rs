@@ -29,9 +29,11 @@ fn write_partition(
 ) -> Result<Partition> {
     let mut writer = store.partition_writer(planned.partition.clone(), plan.resolution())?;
     for &s in &planned.symbols {
-        let Some(symbol) = plan.symbols().get(s).map(|p| &p.symbol) else {
-            continue;
-        };
+        #[allow(
+            clippy::indexing_slicing,
+            reason = "`layout::plan` lists positions in the plan's own symbols"
+        )]
+        let symbol = &plan.symbols()[s].symbol;
         for d in planned.sessions.clone() {
             let mut chunk = plan.chunk_trades(s, d);
             loop {

@@ -335,9 +335,12 @@ impl Store for FluxStore {
                     .ok_or_else(|| {
                         InfluxError::Protocol(format!("unexpected result {result:?}"))
                     })?;
-                if let Some(slot) = counts.get_mut(batch_index * COUNTS_PER_QUERY + i) {
-                    *slot += parse::<u64>(r.get("_value")?, "a count")?;
-                }
+                let slot = counts
+                    .get_mut(batch_index * COUNTS_PER_QUERY + i)
+                    .ok_or_else(|| {
+                        InfluxError::Protocol(format!("unexpected result {result:?}"))
+                    })?;
+                *slot += parse::<u64>(r.get("_value")?, "a count")?;
                 Ok(())
             })?;
         }

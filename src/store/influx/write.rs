@@ -353,8 +353,10 @@ impl Writer {
                         .fetch_add(part.body.len() as u64, Ordering::Relaxed);
                 }
                 Sent::TooLarge => {
-                    let raw = part.raw().unwrap_or_default();
-                    // A batch that cannot be split (one line, or unreadable) cannot be sent.
+                    let raw = part.raw().ok_or_else(|| {
+                        InfluxError::Protocol("a compressed batch does not decompress".into())
+                    })?;
+                    // A single line cannot be split: it cannot be sent.
                     let (a, b) = split_lines(&raw).ok_or(InfluxError::LineTooLarge)?;
                     self.stats.split.fetch_add(1, Ordering::Relaxed);
                     parts.push(Batch::new(b.to_vec(), part.gzipped));
