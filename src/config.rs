@@ -378,7 +378,8 @@ pub struct LoadArgs {
     /// InfluxDB: gzip request bodies.
     #[arg(long, env = "OHLCV_GZIP")]
     pub gzip: bool,
-    /// InfluxDB: load only chunks K mod N of the load (K/N, 0-based), to share it among N machines.
+    /// Load only the units K mod N of the load (K/N, 0-based; InfluxDB chunks, Parquet partitions),
+    /// to share it among N processes or machines; the dataset is complete once all N are.
     #[arg(long, env = "OHLCV_SHARD", default_value = "0/1", value_parser = Shard::parse)]
     pub shard: Shard,
     /// InfluxDB: skip chunks the checkpoint of this same load and target lists as written.

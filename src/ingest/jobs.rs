@@ -318,7 +318,6 @@ fn public_message(e: &IngestError) -> String {
             "the load's first session ({first}) is older than the store's retention of {days} days: load later dates"
         ),
         IngestError::Generator(g) => g.to_string(),
-        IngestError::Unsupported(_) => e.to_string(),
         _ => INTERNAL_FAILURE.into(),
     }
 }
