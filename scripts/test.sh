@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need (InfluxDB 1.x from
-# Debian, for the tests that run against a real influxd; cargo-llvm-cov and llvm-tools, to
+# Debian, for the tests that run against a real influxd; moto's S3-compatible server from PyPI,
+# for the tests of the dataset on object storage; cargo-llvm-cov and llvm-tools, to
 # measure coverage), then checks formatting and lints and runs every test once, instrumented.
 # It prints the coverage of lines and functions and fails below the floor set here (a little
 # under the figure measured when it was last raised, so it can only go up). Tests against a
@@ -24,6 +25,12 @@ if ! command -v python3 >/dev/null 2>&1; then
     echo "python3 not found: installing Debian's python3 and venv, for Schemathesis"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+if ! python3 -c "import moto.server" >/dev/null 2>&1; then
+    # moto 5.1+ answers conditional PUTs (If-None-Match, If-Match) with 412 as S3 does.
+    echo "moto not found: installing moto[server] from PyPI, for the S3 tests"
+    python3 -m pip install --quiet "moto[server]>=5.1" \
+        || python3 -m pip install --quiet --break-system-packages "moto[server]>=5.1"
 fi
 if ! cargo llvm-cov --version >/dev/null 2>&1; then
     echo "cargo-llvm-cov not found: installing it and the llvm-tools component"

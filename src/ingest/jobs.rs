@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn a_panicking_load_ends_failed_and_wakes_its_waiters() {
         let jobs = Jobs::new(Target::Parquet {
-            dir: std::path::PathBuf::from("unused"),
+            dir: std::path::PathBuf::from("unused").into(),
         });
         let job = Arc::new(Job {
             id: 1,

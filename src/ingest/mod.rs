@@ -31,9 +31,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::generator::{GeneratorConfig, GeneratorError};
-use crate::store::StoreError;
 use crate::store::influx::InfluxConfig;
 pub use crate::store::influx::write::{BatchStats, BatchSummary, RetryPolicy, WriteOptions};
+use crate::store::{DataDir, StoreError};
 use crate::telemetry;
 pub use progress::Progress;
 
@@ -157,8 +157,8 @@ impl Shard {
 /// Where a load writes.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// The embedded Parquet dataset in a directory.
-    Parquet { dir: PathBuf },
+    /// The embedded Parquet dataset in a directory, local or on object storage.
+    Parquet { dir: DataDir },
     /// An InfluxDB, written as `write` says, with its checkpoints kept in `checkpoint_dir`.
     Influx {
         config: Box<InfluxConfig>,
@@ -180,7 +180,7 @@ impl Target {
     /// and bucket or database.
     pub fn describe(&self) -> String {
         match self {
-            Target::Parquet { dir } => dir.display().to_string(),
+            Target::Parquet { dir } => dir.describe(),
             Target::Influx { config, .. } => config.target(),
         }
     }

@@ -8,7 +8,6 @@
 //! among processes writing one directory at once, each merging what it published into the
 //! manifest.
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -17,11 +16,11 @@ use super::{BATCH_ROWS, IngestError, LoadSpec, LoadSummary, Progress, Result, Sh
 use crate::candles;
 use crate::generator::MarketPlan;
 use crate::model::TradeColumns;
-use crate::store::StoreError;
 use crate::store::layout::{self, PlannedPartition};
 use crate::store::manifest::{Manifest, Partition};
 use crate::store::parquet::ParquetStore;
 use crate::store::publish::{self, CommitLock, DirLock};
+use crate::store::{DataDir, StoreError};
 use crate::telemetry;
 
 fn write_partition(
@@ -71,8 +70,12 @@ fn write_partition(
 /// commit lock it reads the manifest it finds, merges its partitions in and publishes the
 /// result, complete once it lists every partition of the plan. So the shards may run at once,
 /// in any order, and any of them again to resume.
+///
+/// On object storage there is no lock to share: the manifest's conditional commit is what
+/// keeps writers from losing each other's partitions, and a different load is refused by the
+/// manifest it finds.
 pub(super) fn load(
-    dir: &Path,
+    dir: &DataDir,
     spec: &LoadSpec,
     progress: &Progress,
     command: &str,
@@ -86,18 +89,24 @@ pub(super) fn load(
     // Held until the load returns, taken before it looks at the directory: the check for a
     // different load, the housekeeping and every write happen under it, so two loads never
     // interleave (InfluxDB targets have their claims instead).
-    let (_lock, alone, existing) = if sharded {
-        let commit = CommitLock::acquire(dir)?;
-        let (lock, alone) = DirLock::join(dir, command, &fingerprint, &commit)?;
-        (lock, alone, Manifest::read(dir)?)
-    } else {
-        (DirLock::acquire(dir, command)?, true, Manifest::read(dir)?)
+    let (_lock, alone, existing) = match dir {
+        DataDir::Local(dir) if sharded => {
+            let commit = CommitLock::acquire(dir)?;
+            let (lock, alone) = DirLock::join(dir, command, &fingerprint, &commit)?;
+            (Some(lock), alone, Manifest::read(dir)?)
+        }
+        DataDir::Local(dir) => (
+            Some(DirLock::acquire(dir, command)?),
+            true,
+            Manifest::read(dir)?,
+        ),
+        DataDir::Remote(remote) => (None, false, remote.read_manifest()?),
     };
     match &existing {
         Some(e) if e.same_load(&manifest) => manifest.root = e.root.clone(),
         Some(e) if !spec.replace => {
             return Err(StoreError::DifferentLoad {
-                target: dir.display().to_string(),
+                target: dir.describe(),
                 existing: e.describe(),
             }
             .into());
@@ -108,7 +117,7 @@ pub(super) fn load(
     let in_place = existing.as_ref().is_none_or(|e| e.root == manifest.root);
     let store = ParquetStore::new(dir.join(&manifest.root));
     // Only a lone writer tidies up: other shards' temporary files are files being written.
-    if alone {
+    if let (DataDir::Local(dir), true) = (dir, alone) {
         // Generations neither served nor being written are interrupted replaces of other loads.
         let live = existing.as_ref().map_or("", |e| e.root.as_str());
         publish::remove_generations_except(dir, &[live, &manifest.root])?;
@@ -122,7 +131,7 @@ pub(super) fn load(
         if !u32::try_from(index).is_ok_and(|i| spec.shard.owns(i)) {
             continue;
         }
-        if store.has_partition(&p.partition) {
+        if store.has_partition(&p.partition)? {
             mine.push(p.partition.clone());
         } else {
             todo.push(p);
@@ -202,7 +211,7 @@ pub(super) fn load(
 
 /// How a load publishes its partitions into the manifest.
 struct Commit<'a> {
-    dir: &'a Path,
+    dir: &'a DataDir,
     store: &'a ParquetStore,
     /// The load is written where the live manifest points (no replace).
     in_place: bool,
@@ -216,16 +225,68 @@ impl Commit<'_> {
     /// if it differs; returns whether the load is complete.
     ///
     /// In place, the manifest found lists what every writer has published so far. A replace
-    /// leaves the old load's manifest until every partition of the new one is on disk, then
+    /// leaves the old load's manifest until every partition of the new one is published, then
     /// publishes the new one, complete (the swap), and removes the old load's files.
+    ///
+    /// Locally the commit lock makes the read, merge and rename one step; on object storage
+    /// the conditional PUT does, merging again whenever another writer committed in between.
     fn merge(&self, published: &[Partition]) -> crate::store::Result<bool> {
-        // Taken by every commit, not only the shards': a load's worker threads commit too,
-        // and each acquire locks an open file of its own, so they take turns like processes.
-        let _commit = CommitLock::acquire(self.dir)?;
-        let found = Manifest::read(self.dir)?;
+        let (found, next) = match self.dir {
+            DataDir::Local(dir) => {
+                // Taken by every commit, not only the shards': a load's worker threads commit
+                // too, and each acquire locks an open file of its own, so they take turns like
+                // processes.
+                let _commit = CommitLock::acquire(dir)?;
+                let found = Manifest::read(dir)?;
+                let next = self.next(found.as_ref(), published)?;
+                if let Some(next) = &next {
+                    next.write(dir)?;
+                }
+                (found, next)
+            }
+            DataDir::Remote(remote) => {
+                let mut failed = None;
+                let mut last = None;
+                let found = remote.commit_manifest(|found| match self.next(found, published) {
+                    Ok(next) => {
+                        last = Some((found.cloned(), next.clone()));
+                        next
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                match last {
+                    Some((before, next)) => (before, next),
+                    None => (found, None),
+                }
+            }
+        };
+        let Some(next) = next else {
+            // Nothing to publish: complete if what is published is this load, complete.
+            return Ok(found.is_some_and(|f| {
+                f.same_load(self.load) && f.root == self.load.root && f.complete
+            }));
+        };
+        if let Some(old) = found.filter(|f| f.root != next.root && next.complete) {
+            self.remove_replaced(&old, &next)?;
+        }
+        Ok(next.complete)
+    }
+
+    /// The manifest to publish over `found`, with `published` merged in, or `None` to leave it.
+    fn next(
+        &self,
+        found: Option<&Manifest>,
+        published: &[Partition],
+    ) -> crate::store::Result<Option<Manifest>> {
         let mut next = self.load.clone();
         if self.in_place {
-            if let Some(found) = found.as_ref().filter(|f| f.same_load(self.load)) {
+            if let Some(found) = found.filter(|f| f.same_load(self.load)) {
                 next.partitions = found.partitions.clone();
             }
             for p in published {
@@ -234,28 +295,27 @@ impl Commit<'_> {
                 next.partitions.push(p.clone());
             }
         } else {
-            next.partitions = self
-                .planned
-                .iter()
-                .map(|p| &p.partition)
-                .filter(|p| self.store.has_partition(p))
-                .cloned()
-                .collect();
+            for p in self.planned.iter().map(|p| &p.partition) {
+                if self.store.has_partition(p)? {
+                    next.partitions.push(p.clone());
+                }
+            }
         }
         next.partitions
             .sort_by(|a, b| (&a.month, a.group).cmp(&(&b.month, b.group)));
         next.complete = next.partitions.len() == self.planned.len();
-        let swap = !self.in_place && next.complete && found.as_ref() != Some(&next);
-        if self.in_place && found.as_ref() != Some(&next) || swap {
-            next.write(self.dir)?;
-        }
-        if swap && let Some(old) = found.filter(|f| f.root != next.root) {
-            if old.root.is_empty() {
-                ParquetStore::new(self.dir).remove_datasets()?;
-            } else {
-                publish::remove_generations_except(self.dir, &[&next.root])?;
+        let publish = (self.in_place || next.complete) && found != Some(&next);
+        Ok(publish.then_some(next))
+    }
+
+    /// Removes the files of `old`, the load `next` has just replaced.
+    fn remove_replaced(&self, old: &Manifest, next: &Manifest) -> crate::store::Result<()> {
+        match (self.dir, old.root.is_empty()) {
+            (_, true) => ParquetStore::new(self.dir.clone()).remove_datasets(),
+            (DataDir::Local(dir), false) => {
+                publish::remove_generations_except(dir, &[&next.root]).map(|_| ())
             }
+            (DataDir::Remote(remote), false) => remote.delete_all(&old.root),
         }
-        Ok(next.complete)
     }
 }
