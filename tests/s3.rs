@@ -72,6 +72,8 @@ fn a_load_on_object_storage_reads_as_the_same_load_on_disk() {
         ..common::options(other)
     };
     assert_eq!(load_into(&dir, &replace).unwrap().written, 40_000);
+    // A new reader: one that has read the manifest looks for a new one only once a second.
+    let remote = ParquetStore::new(dir.clone());
     let manifest = remote.manifest().unwrap();
     assert_eq!((manifest.load.seed, manifest.complete), (9, true));
     assert!(!manifest.root.is_empty());
@@ -177,5 +179,99 @@ fn the_cli_loads_and_verifies_a_dataset_given_by_url() {
     assert!(
         !work.path().join("data").exists(),
         "nothing was written locally"
+    );
+}
+
+/// What pyarrow, reading the dataset from the S3 server itself, makes of each symbol's UTC
+/// days: `SYMBOL DAY trades volume high low`, prices in dollars as the decimal column reads.
+const PYARROW_DAILY: &str = r#"
+import sys
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as fs
+
+endpoint, key, secret, path = sys.argv[1:]
+s3 = fs.S3FileSystem(access_key=key, secret_key=secret, region="us-east-1",
+                     endpoint_override=endpoint.split("://")[1], scheme="http")
+trades = ds.dataset(path + "/trades", filesystem=s3, format="parquet",
+                    partitioning="hive").to_table()
+day = pc.strftime(trades["time"], format="%Y-%m-%d")
+trades = trades.append_column("day", day)
+# Grouped min and max have no kernel for decimal64: the same values as decimal128.
+price = trades.schema.get_field_index("price")
+trades = trades.set_column(price, "price", pc.cast(trades["price"], pa.decimal128(18, 3)))
+# Each file has its own symbol dictionary; grouping needs one.
+symbol = trades.schema.get_field_index("symbol")
+trades = trades.set_column(symbol, "symbol", pc.cast(trades["symbol"], pa.string()))
+daily = trades.group_by(["symbol", "day"]).aggregate(
+    [("trade_id", "count"), ("amount", "sum"), ("price", "max"), ("price", "min")])
+for row in sorted(daily.to_pylist(), key=lambda r: (r["symbol"], r["day"])):
+    print(row["symbol"], row["day"], row["trade_id_count"], row["amount_sum"],
+          row["price_max"], row["price_min"])
+"#;
+
+#[test]
+fn pyarrow_reads_from_the_server_the_counts_and_daily_candles_ohlcv_serves() {
+    let test = "pyarrow_reads_from_the_server_the_counts_and_daily_candles_ohlcv_serves";
+    let Some(s3) = S3Server::start(test) else {
+        return;
+    };
+    let has_pyarrow = std::process::Command::new("python3")
+        .args(["-c", "import pyarrow.fs"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_pyarrow {
+        println!("{test}: skipped, pyarrow is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let config = common::small_config(20_000);
+    let url = s3.bucket("ohlcv-engines", "data");
+    let dir = s3.data_dir(&url);
+    load_into(&dir, &common::options(config.clone())).unwrap();
+
+    let out = std::process::Command::new("python3")
+        .args(["-c", PYARROW_DAILY, &s3.endpoint])
+        .args([common::s3::KEY_ID, common::s3::SECRET, "ohlcv-engines/data"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = String::from_utf8(out.stdout).unwrap();
+
+    let store = ParquetStore::new(dir);
+    let dollars = |units: i64| format!("{}.{:03}", units / 1000, units % 1000);
+    let mut ours = String::new();
+    for symbol in &config.symbols {
+        let q = ohlcv::query::CandleQuery {
+            symbol: symbol.clone(),
+            interval: "1d".parse().unwrap(),
+            start: ohlcv::query::parse_time("2024-01-01", chrono_tz::UTC).unwrap(),
+            end: ohlcv::query::parse_time("2025-01-01", chrono_tz::UTC).unwrap(),
+            tz: chrono_tz::UTC,
+            fill: ohlcv::candles::Fill::None,
+        };
+        for c in ohlcv::query::candles(&store, &q).unwrap() {
+            let [_, high, low, _] = c.ohlc.unwrap();
+            let day = chrono::DateTime::from_timestamp_nanos(c.time).format("%Y-%m-%d");
+            ours.push_str(&format!(
+                "{symbol} {day} {} {} {} {}\n",
+                c.trades,
+                c.volume,
+                dollars(high),
+                dollars(low)
+            ));
+        }
+    }
+    assert_eq!(theirs, ours);
+    assert_eq!(
+        theirs
+            .lines()
+            .map(|l| l.split(' ').nth(2).unwrap().parse::<u64>().unwrap())
+            .sum::<u64>(),
+        20_000
     );
 }

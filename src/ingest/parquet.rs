@@ -286,8 +286,19 @@ impl Commit<'_> {
     ) -> crate::store::Result<Option<Manifest>> {
         let mut next = self.load.clone();
         if self.in_place {
-            if let Some(found) = found.filter(|f| f.same_load(self.load)) {
-                next.partitions = found.partitions.clone();
+            match found {
+                Some(found) if found.same_load(self.load) => {
+                    next.partitions = found.partitions.clone();
+                }
+                // On object storage, where no lock keeps loads apart, a different load that
+                // committed its manifest first.
+                Some(found) => {
+                    return Err(StoreError::DifferentLoad {
+                        target: self.dir.describe(),
+                        existing: found.describe(),
+                    });
+                }
+                None => {}
             }
             for p in published {
                 next.partitions

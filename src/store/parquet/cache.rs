@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs;
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use parquet::file::metadata::ParquetMetaData;
 
@@ -19,6 +20,11 @@ use crate::store::{DataDir, Manifest, Result, StoreError, io_err};
 /// query then rolls up memory instead of decoding 12 files.
 const CACHE_MAX_CANDLES: usize = 4_000_000;
 
+/// How stale a manifest read from object storage may be: checking it is a request (a local
+/// one is a `stat`), which would otherwise be one more round trip on every query. A new load
+/// is served at most this much later.
+pub const REMOTE_MANIFEST_CHECK: Duration = Duration::from_secs(1);
+
 /// The two rollup levels the cache holds: stored UTC 1-minute candles, and UTC 1-hour candles
 /// made from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,8 +35,9 @@ pub enum Level {
 
 #[derive(Debug, Default)]
 pub struct Cache {
-    /// The manifest, with the stamp (size and modification time, or ETag) it was read at.
-    manifest: Mutex<Option<(String, Arc<Manifest>)>>,
+    /// The manifest, with the stamp (size and modification time, or ETag) it was read at and
+    /// when that stamp was last checked.
+    manifest: Mutex<Option<(String, Instant, Arc<Manifest>)>>,
     candles: Mutex<CandleCache>,
     /// Object storage: each file's size and footer, by path.
     footers: Mutex<HashMap<String, (u64, Arc<ParquetMetaData>)>>,
@@ -50,8 +57,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cache {
-    /// The manifest of the dataset in `dir`, read again only when its file changed.
+    /// The manifest of the dataset in `dir`, read again only when its file changed. On object
+    /// storage a change is looked for at most every [`REMOTE_MANIFEST_CHECK`].
     pub fn manifest(&self, dir: &DataDir) -> Result<Arc<Manifest>> {
+        if let DataDir::Remote(_) = dir
+            && let Some((_, checked, m)) = lock(&self.manifest).as_ref()
+            && checked.elapsed() < REMOTE_MANIFEST_CHECK
+        {
+            return Ok(m.clone());
+        }
         let empty = || StoreError::Empty(dir.describe());
         let stamp = match dir {
             DataDir::Local(dir) => {
@@ -73,9 +87,10 @@ impl Cache {
             }
         };
         let mut cached = lock(&self.manifest);
-        if let Some((at, m)) = cached.as_ref()
+        if let Some((at, checked, m)) = cached.as_mut()
             && *at == stamp
         {
+            *checked = Instant::now();
             return Ok(m.clone());
         }
         let read = match dir {
@@ -83,7 +98,7 @@ impl Cache {
             DataDir::Remote(remote) => remote.read_manifest()?,
         };
         let m = Arc::new(read.ok_or_else(empty)?);
-        *cached = Some((stamp, m.clone()));
+        *cached = Some((stamp, Instant::now(), m.clone()));
         *lock(&self.candles) = CandleCache::default();
         lock(&self.footers).clear();
         Ok(m)
