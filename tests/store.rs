@@ -392,6 +392,14 @@ fn shards_running_at_once_build_the_same_dataset_as_one_load() {
     // Each of the 3 partitions (one a month) is one shard's.
     assert!(summaries.iter().all(|s| s.units == 1), "{summaries:?}");
     assert_eq!(summaries.iter().map(|s| s.trades).sum::<u64>(), 30_000);
+    // Each shard counts the bytes of its own partitions.
+    assert_eq!(
+        summaries
+            .iter()
+            .map(|s| s.bytes_on_disk.unwrap())
+            .sum::<u64>(),
+        ParquetStore::new(whole.path()).bytes_on_disk().unwrap()
+    );
     assert_eq!(files(dir.path()), files(whole.path()));
     let manifest = Manifest::read(dir.path()).unwrap().unwrap();
     assert_eq!(manifest, Manifest::read(whole.path()).unwrap().unwrap());

@@ -204,7 +204,16 @@ pub(super) fn load(
         seconds,
         trades_per_second: to_write as f64 / seconds.max(1e-9),
         peak_rss_bytes: telemetry::peak_rss_bytes(),
-        bytes_on_disk: Some(store.bytes_on_disk()?),
+        bytes_on_disk: Some(match sharded {
+            // A shard's summary is about its own trades: the bytes of its own partitions.
+            true => planned
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| u32::try_from(*i).is_ok_and(|i| spec.shard.owns(i)))
+                .map(|(_, p)| store.partition_bytes(&p.partition))
+                .sum::<crate::store::Result<u64>>()?,
+            false => store.bytes_on_disk()?,
+        }),
         batches: None,
     })
 }

@@ -225,6 +225,22 @@ impl ParquetStore {
         Ok(())
     }
 
+    /// Bytes of the two files of `partition`.
+    pub fn partition_bytes(&self, partition: &Partition) -> Result<u64> {
+        let files = PartitionFiles::of(partition);
+        let mut total = 0;
+        for file in [files.trades, files.candles] {
+            total += match &self.dir {
+                DataDir::Local(dir) => {
+                    let path = dir.join(file);
+                    fs::metadata(&path).map_err(io_err(&path))?.len()
+                }
+                DataDir::Remote(remote) => remote.head(&file)?.map_or(0, |(size, _)| size),
+            };
+        }
+        Ok(total)
+    }
+
     /// Bytes of every published Parquet file.
     pub fn bytes_on_disk(&self) -> Result<u64> {
         let mut total = 0;
