@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need (InfluxDB 1.x from
-# Debian, for the tests that run against a real influxd; cargo-llvm-cov and llvm-tools, to
+# Debian, for the tests that run against a real influxd; moto's S3-compatible server and pyarrow
+# from PyPI, for the tests of the dataset on object storage; cargo-llvm-cov and llvm-tools, to
 # measure coverage), then checks formatting and lints and runs every test once, instrumented.
 # It prints the coverage of lines and functions and fails below the floor set here (a little
 # under the figure measured when it was last raised, so it can only go up). Tests against a
@@ -21,9 +22,16 @@ if ! command -v influxd >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq influxdb >/dev/null
 fi
 if ! command -v python3 >/dev/null 2>&1; then
-    echo "python3 not found: installing Debian's python3 and venv, for Schemathesis"
+    echo "python3 not found: installing Debian's python3, venv and pip, for Schemathesis and the S3 tests"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
+fi
+if ! python3 -c "import moto.server, pyarrow.fs" >/dev/null 2>&1; then
+    # moto 5.1+ answers conditional PUTs (If-None-Match, If-Match) with 412 as S3 does;
+    # pyarrow reads the dataset back from it as another engine would.
+    echo "moto or pyarrow not found: installing moto[server] and pyarrow from PyPI, for the S3 tests"
+    python3 -m pip install --quiet "moto[server]>=5.1" pyarrow \
+        || python3 -m pip install --quiet --break-system-packages "moto[server]>=5.1" pyarrow
 fi
 if ! cargo llvm-cov --version >/dev/null 2>&1; then
     echo "cargo-llvm-cov not found: installing it and the llvm-tools component"

@@ -20,7 +20,7 @@ use crate::model::Symbol;
 use crate::secret::Secret;
 use crate::store::influx::{self, Api, InfluxConfig, InfluxError, QueryLanguage};
 use crate::store::parquet::ParquetStore;
-use crate::store::{Store, StoreError};
+use crate::store::{DataDir, Store, StoreError};
 
 /// Settings that parse but cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,9 @@ fn read_token(
     about = "Generate, store and serve stock trades and OHLCV candles"
 )]
 pub struct Cli {
-    /// Directory of the embedded store.
+    /// Directory of the embedded store: a path, `file:///path`, or `s3://bucket/prefix` (with
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for other S3 servers,
+    /// AWS_ENDPOINT_URL from the environment).
     #[arg(long, global = true, env = "OHLCV_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
@@ -205,7 +207,9 @@ impl StoreArgs {
     /// The store reads go to: the dataset in `data_dir`, or the configured InfluxDB.
     pub fn open(&self, data_dir: &std::path::Path) -> Result<Box<dyn Store>, ConfigError> {
         Ok(match self.kind() {
-            StoreKind::Parquet => Box::new(ParquetStore::new(data_dir)),
+            StoreKind::Parquet => Box::new(ParquetStore::new(DataDir::open(
+                &data_dir.to_string_lossy(),
+            )?)),
             StoreKind::Influxdb => influx::open(self.influx()?).map_err(StoreError::from)?,
         })
     }
@@ -218,7 +222,7 @@ impl StoreArgs {
     ) -> Result<Target, ConfigError> {
         Ok(match self.kind() {
             StoreKind::Parquet => Target::Parquet {
-                dir: data_dir.to_path_buf(),
+                dir: DataDir::open(&data_dir.to_string_lossy())?,
             },
             StoreKind::Influxdb => Target::Influx {
                 config: Box::new(self.influx()?),
@@ -378,7 +382,8 @@ pub struct LoadArgs {
     /// InfluxDB: gzip request bodies.
     #[arg(long, env = "OHLCV_GZIP")]
     pub gzip: bool,
-    /// InfluxDB: load only chunks K mod N of the load (K/N, 0-based), to share it among N machines.
+    /// Load only the units K mod N of the load (K/N, 0-based; InfluxDB chunks, Parquet partitions),
+    /// to share it among N processes or machines; the dataset is complete once all N are.
     #[arg(long, env = "OHLCV_SHARD", default_value = "0/1", value_parser = Shard::parse)]
     pub shard: Shard,
     /// InfluxDB: skip chunks the checkpoint of this same load and target lists as written.

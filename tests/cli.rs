@@ -582,3 +582,44 @@ fn a_second_signal_ends_the_server_at_once_while_a_load_is_stuck() {
     assert_eq!(status.code(), Some(130), "{}", server.log());
     drop(silent);
 }
+
+/// Two processes, each a shard of one load, write one directory at once; each says what it
+/// wrote, and the dataset verifies once both have published.
+#[test]
+fn shard_processes_build_one_dataset_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let load =
+        "load --trades 600000 --symbols AAPL,MSFT --start 2024-01-01 --end 2024-06-30 --seed 4";
+    let shards: Vec<_> = (0..2)
+        .map(|k| {
+            parquet_command(dir.path(), &format!("{load} --shard {k}/2 --threads 1"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut written = 0;
+    for shard in shards {
+        let out = shard.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains(" (3 partitions, 0 already on disk)"),
+            "{text}"
+        );
+        let line = text.lines().find(|l| l.starts_with("written")).unwrap();
+        written += line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    }
+    assert_eq!(written, 600_000);
+    let verify = parquet_command(dir.path(), "verify --sample 100")
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    assert!(stdout(&verify).contains("trades counted       600000"));
+}

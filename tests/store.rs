@@ -138,7 +138,7 @@ fn a_half_written_partition_is_invisible_and_a_rerun_completes_it() {
         tmp.exists(),
         "the half-written file exists under its temporary name"
     );
-    assert!(!store.has_partition(&victim));
+    assert!(!store.has_partition(&victim).unwrap());
 
     // Readers see nothing of it; verify says the load is incomplete.
     let symbol = &victim.symbols[0];
@@ -364,4 +364,142 @@ fn verify_of_an_older_generators_load_names_both_versions() {
             current - 1
         )]
     );
+}
+
+/// The spec of shard `index` of `count` of `config`'s load.
+fn shard(config: &GeneratorConfig, index: u32, count: u32) -> ingest::LoadSpec {
+    ingest::LoadSpec {
+        shard: ingest::Shard { index, count },
+        ..common::options(config.clone())
+    }
+}
+
+#[test]
+fn shards_running_at_once_build_the_same_dataset_as_one_load() {
+    let config = common::small_config(30_000);
+    let (whole, _) = common::embedded(&config);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let summaries: Vec<_> = std::thread::scope(|s| {
+        let shards: Vec<_> = (0..3)
+            .map(|k| {
+                let spec = shard(&config, k, 3);
+                s.spawn(move || common::load(path, &spec))
+            })
+            .collect();
+        shards.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Each of the 3 partitions (one a month) is one shard's.
+    assert!(summaries.iter().all(|s| s.units == 1), "{summaries:?}");
+    assert_eq!(summaries.iter().map(|s| s.trades).sum::<u64>(), 30_000);
+    // Each shard counts the bytes of its own partitions.
+    assert_eq!(
+        summaries
+            .iter()
+            .map(|s| s.bytes_on_disk.unwrap())
+            .sum::<u64>(),
+        ParquetStore::new(whole.path()).bytes_on_disk().unwrap()
+    );
+    assert_eq!(files(dir.path()), files(whole.path()));
+    let manifest = Manifest::read(dir.path()).unwrap().unwrap();
+    assert_eq!(manifest, Manifest::read(whole.path()).unwrap().unwrap());
+    assert!(manifest.complete);
+    common::assert_verifies(&ParquetStore::new(dir.path()), (100, 1), 30_000);
+}
+
+#[test]
+fn a_dataset_is_complete_once_every_shard_has_published_and_each_resumes_alone() {
+    let config = common::small_config(30_000);
+    let dir = tempfile::tempdir().unwrap();
+    let first = common::load(dir.path(), &shard(&config, 1, 2));
+    assert_eq!((first.units, first.skipped), (1, 0));
+    let manifest = Manifest::read(dir.path()).unwrap().unwrap();
+    assert!(!manifest.complete);
+    assert_eq!(manifest.partitions.len(), 1);
+    assert_eq!(manifest.partitions[0].month, "2024-03");
+    let store = ParquetStore::new(dir.path());
+    assert!(!store.complete().unwrap());
+
+    // The same shard again finds its partition published and writes nothing.
+    let again = common::load(dir.path(), &shard(&config, 1, 2));
+    assert_eq!((again.written, again.skipped), (0, 1));
+
+    let second = common::load(dir.path(), &shard(&config, 0, 2));
+    assert_eq!((second.units, second.skipped), (2, 0));
+    assert_eq!(first.trades + second.trades, 30_000);
+    assert!(store.complete().unwrap());
+    common::assert_verifies(&store, (100, 1), 30_000);
+    // The whole load run afterwards has nothing left to do.
+    let whole = common::load(dir.path(), &common::options(config));
+    assert_eq!((whole.written, whole.skipped), (0, 3));
+}
+
+#[test]
+fn shards_of_one_load_share_the_lock_that_refuses_any_other_load() {
+    let config = common::small_config(30_000);
+    let dir = tempfile::tempdir().unwrap();
+    let fingerprint = Manifest::new(config.clone()).fingerprint();
+    // As a shard of the load holds it while writing.
+    let commit = ohlcv::store::publish::CommitLock::acquire(dir.path()).unwrap();
+    let (held, alone) = DirLock::join(dir.path(), "ohlcv load", &fingerprint, &commit).unwrap();
+    drop(commit);
+    assert!(alone);
+
+    let other = GeneratorConfig {
+        seed: 8,
+        ..config.clone()
+    };
+    for refused in [
+        shard(&other, 0, 2),
+        common::options(other.clone()),
+        common::options(config.clone()),
+    ] {
+        let err = common::try_load(dir.path(), &refused, &Progress::default()).unwrap_err();
+        assert!(
+            matches!(&err, IngestError::Store(StoreError::Locked { holder, .. })
+                if holder.starts_with(&format!("pid {} (ohlcv load) started ", std::process::id()))),
+            "{err}"
+        );
+    }
+    assert_eq!(common::load(dir.path(), &shard(&config, 0, 2)).units, 2);
+    assert!(!Manifest::read(dir.path()).unwrap().unwrap().complete);
+    drop(held);
+    // A whole load takes the lock once no shard holds it, and shards are refused meanwhile.
+    let whole = DirLock::acquire(dir.path(), "ohlcv load").unwrap();
+    let err = common::try_load(dir.path(), &shard(&config, 1, 2), &Progress::default());
+    assert!(
+        matches!(err, Err(IngestError::Store(StoreError::Locked { .. }))),
+        "{err:?}"
+    );
+    drop(whole);
+    assert_eq!(common::load(dir.path(), &shard(&config, 1, 2)).units, 1);
+    assert!(Manifest::read(dir.path()).unwrap().unwrap().complete);
+}
+
+#[test]
+fn sharded_replace_swaps_in_the_new_load_once_its_last_shard_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    common::load(dir.path(), &common::options(common::small_config(10_000)));
+    let new = GeneratorConfig {
+        seed: 8,
+        ..common::small_config(20_000)
+    };
+    let replace = |k| ingest::LoadSpec {
+        replace: true,
+        ..shard(&new, k, 2)
+    };
+    common::load(dir.path(), &replace(0));
+    // Readers still see the old load, whole.
+    let store = ParquetStore::new(dir.path());
+    assert_eq!(store.manifest().unwrap().load.seed, 7);
+    common::assert_verifies(&store, (50, 1), 10_000);
+
+    common::load(dir.path(), &replace(1));
+    let manifest = Manifest::read(dir.path()).unwrap().unwrap();
+    assert_eq!((manifest.load.seed, manifest.complete), (8, true));
+    assert!(
+        !dir.path().join("trades").exists(),
+        "the old load is removed"
+    );
+    common::assert_verifies(&store, (50, 1), 20_000);
 }

@@ -415,9 +415,7 @@ mod tests {
     fn state(dir: &std::path::Path) -> AppState {
         AppState::new(
             Arc::new(ParquetStore::new(dir)),
-            Arc::new(Jobs::new(Target::Parquet {
-                dir: dir.to_path_buf(),
-            })),
+            Arc::new(Jobs::new(Target::Parquet { dir: dir.into() })),
             LoadSpec::new(GeneratorConfig {
                 trades: 1_000,
                 ..GeneratorConfig::default()

@@ -453,7 +453,7 @@ mod tests {
         let state = AppState::new(
             Arc::new(ParquetStore::new(dir.path())),
             Arc::new(Jobs::new(Target::Parquet {
-                dir: dir.path().to_path_buf(),
+                dir: dir.path().into(),
             })),
             LoadSpec::new(GeneratorConfig::default()),
             Settings::default(),

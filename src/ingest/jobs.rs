@@ -343,7 +343,6 @@ fn public_message(e: &IngestError) -> String {
             "the load's first session ({first}) is older than the configured retention of {days} days (--influxdb-retention): load later dates"
         ),
         IngestError::Generator(g) => g.to_string(),
-        IngestError::Unsupported(_) => e.to_string(),
         _ => INTERNAL_FAILURE.into(),
     }
 }
@@ -355,7 +354,7 @@ mod tests {
     #[test]
     fn a_panicking_load_ends_failed_and_wakes_its_waiters() {
         let jobs = Jobs::new(Target::Parquet {
-            dir: std::path::PathBuf::from("unused"),
+            dir: std::path::PathBuf::from("unused").into(),
         });
         let job = Arc::new(Job {
             id: 1,

@@ -11,8 +11,10 @@
 //! was written is kept and the rest written anew.
 //!
 //! Two different loads never write one store together. A load into a data directory holds the
-//! directory's [`DirLock`] from before it looks at what the directory holds until it returns;
-//! a second one fails at once, naming the holder. A load into InfluxDB, where shards of one
+//! directory's [`DirLock`](crate::store::publish::DirLock) from before it looks at what the
+//! directory holds until it returns; a second one fails at once, naming the holder. The shards
+//! of one load share that lock and merge their partitions into the manifest one at a time
+//! ([`parquet`] has how). A load into InfluxDB, where shards of one
 //! load may write from several machines, claims the target before writing a trade and backs
 //! off if a different load has claimed it too ([`influx`] has the protocol).
 
@@ -29,10 +31,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::generator::{GeneratorConfig, GeneratorError};
-use crate::store::StoreError;
 use crate::store::influx::InfluxConfig;
 pub use crate::store::influx::write::{BatchStats, BatchSummary, RetryPolicy, WriteOptions};
-use crate::store::publish::DirLock;
+use crate::store::{DataDir, StoreError};
 use crate::telemetry;
 pub use progress::Progress;
 
@@ -52,8 +53,6 @@ pub enum IngestError {
     Panicked(String),
     #[error("cannot write the checkpoint")]
     Checkpoint(#[source] StoreError),
-    #[error("{0} is supported for InfluxDB loads only")]
-    Unsupported(&'static str),
     /// InfluxDB drops points older than its retention: refused before anything is written.
     #[error(
         "the load's first session ({first}) is older than the retention of {target} ({days} days \
@@ -110,7 +109,7 @@ pub struct LoadSpec {
     /// InfluxDB: skip the chunks the checkpoint of this load and target lists as written
     /// (the embedded store always keeps what is published).
     pub resume: bool,
-    /// InfluxDB: the share of the load to write, to split it among machines.
+    /// The share of the load to write, to split it among processes or machines.
     #[serde(skip)]
     pub shard: Shard,
     /// Generator threads; 0 means one per core. The trades do not depend on it.
@@ -140,7 +139,8 @@ impl LoadSpec {
     }
 }
 
-/// `K/N`: this machine loads the chunks whose index is `K` modulo `N` (0-based `K`).
+/// `K/N`: this process loads the units (InfluxDB chunks, Parquet partitions) whose index is
+/// `K` modulo `N` (0-based `K`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
     pub index: u32,
@@ -169,8 +169,8 @@ impl Shard {
 /// Where a load writes.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// The embedded Parquet dataset in a directory.
-    Parquet { dir: PathBuf },
+    /// The embedded Parquet dataset in a directory, local or on object storage.
+    Parquet { dir: DataDir },
     /// An InfluxDB, written as `write` says, with its checkpoints kept in `checkpoint_dir`.
     Influx {
         config: Box<InfluxConfig>,
@@ -192,7 +192,7 @@ impl Target {
     /// and bucket or database.
     pub fn describe(&self) -> String {
         match self {
-            Target::Parquet { dir } => dir.display().to_string(),
+            Target::Parquet { dir } => dir.describe(),
             Target::Influx { config, .. } => config.target(),
         }
     }
@@ -311,16 +311,7 @@ pub fn run(
     stats: &Arc<BatchStats>,
 ) -> Result<LoadSummary> {
     let summary = match target {
-        Target::Parquet { dir } => {
-            if spec.shard != Shard::ALL {
-                return Err(IngestError::Unsupported("--shard"));
-            }
-            // Held until the load returns, taken before it looks at the directory: the check
-            // for a different load, --replace's clear and every write happen under it, so two
-            // writers never interleave (InfluxDB targets have their claims instead).
-            let _lock = DirLock::acquire(dir, &lock_holder_command())?;
-            parquet::load(dir, spec, progress)?
-        }
+        Target::Parquet { dir } => parquet::load(dir, spec, progress, &lock_holder_command())?,
         Target::Influx {
             config,
             write,

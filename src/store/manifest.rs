@@ -127,6 +127,17 @@ impl Manifest {
         json
     }
 
+    /// The manifest as the file holds it: indented JSON.
+    pub fn to_json_pretty(&self) -> Vec<u8> {
+        #[allow(
+            clippy::expect_used,
+            reason = "serialising strings, numbers and dates to JSON cannot fail"
+        )]
+        let json =
+            serde_json::to_vec_pretty(self).expect("a manifest is strings, numbers and dates");
+        json
+    }
+
     pub fn read(dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_FILE);
         match fs::read(&path) {
@@ -137,13 +148,7 @@ impl Manifest {
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
-        #[allow(
-            clippy::expect_used,
-            reason = "serialising strings, numbers and dates to JSON cannot fail"
-        )]
-        let json =
-            serde_json::to_vec_pretty(self).expect("a manifest is strings, numbers and dates");
-        publish::write_atomically(&dir.join(MANIFEST_FILE), &json)
+        publish::write_atomically(&dir.join(MANIFEST_FILE), &self.to_json_pretty())
     }
 }
 

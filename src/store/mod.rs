@@ -18,6 +18,7 @@ pub mod layout;
 pub mod manifest;
 pub mod parquet;
 pub mod publish;
+pub mod remote;
 
 use std::path::PathBuf;
 
@@ -86,6 +87,68 @@ pub enum Backend {
     },
     #[error("{}: unexpected content: {detail}", path.display())]
     Content { path: PathBuf, detail: String },
+    /// An object store's error on `name`, a URL without credentials. Shown on one line: the
+    /// server's XML answer, which the error quotes, spans several.
+    #[error("{name}: {}", source.to_string().split_whitespace().collect::<Vec<_>>().join(" "))]
+    Object {
+        name: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+}
+
+/// Where a data directory is: a local directory, or a prefix on object storage
+/// ([`remote`]). Both hold the same layout and manifest.
+#[derive(Debug, Clone)]
+pub enum DataDir {
+    Local(PathBuf),
+    Remote(remote::Remote),
+}
+
+impl DataDir {
+    /// The data directory `dir` names: `s3://bucket/prefix` (credentials and endpoint from
+    /// the environment), `file:///path`, or a plain path.
+    pub fn open(dir: &str) -> Result<DataDir> {
+        if remote::is_url(dir) {
+            return Ok(DataDir::Remote(remote::Remote::open(dir)?));
+        }
+        let path = dir.strip_prefix("file://").unwrap_or(dir);
+        Ok(DataDir::Local(PathBuf::from(path)))
+    }
+
+    /// The directory `rel` inside this one.
+    pub fn join(&self, rel: &str) -> DataDir {
+        match self {
+            DataDir::Local(dir) => DataDir::Local(dir.join(rel)),
+            DataDir::Remote(remote) => DataDir::Remote(remote.join(rel)),
+        }
+    }
+
+    /// The directory or URL, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            DataDir::Local(dir) => dir.display().to_string(),
+            DataDir::Remote(remote) => remote.url().to_string(),
+        }
+    }
+}
+
+impl From<PathBuf> for DataDir {
+    fn from(dir: PathBuf) -> Self {
+        DataDir::Local(dir)
+    }
+}
+
+impl From<&PathBuf> for DataDir {
+    fn from(dir: &PathBuf) -> Self {
+        DataDir::Local(dir.clone())
+    }
+}
+
+impl From<&std::path::Path> for DataDir {
+    fn from(dir: &std::path::Path) -> Self {
+        DataDir::Local(dir.to_path_buf())
+    }
 }
 
 impl StoreError {

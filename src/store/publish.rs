@@ -5,9 +5,11 @@
 //! part of it, whatever crashes when. Partition files and manifests, in every store that keeps
 //! files, and load checkpoints are all published this way.
 //!
-//! Only one writer may publish into a data directory at a time: a load holds the directory's
-//! [`DirLock`] from before it reads what the directory holds until it returns. Readers take no
-//! lock; publishing is what keeps them safe.
+//! Only one load may write into a data directory at a time: a load holds the directory's
+//! [`DirLock`] from before it reads what the directory holds until it returns. The shards of
+//! one load (`--shard K/N`) hold it together ([`DirLock::join`]) and publish their manifest
+//! changes one at a time under the directory's [`CommitLock`], each merging its partitions
+//! into the manifest it finds. Readers take no lock; publishing is what keeps them safe.
 
 use std::fs;
 use std::io::Write;
@@ -112,6 +114,10 @@ pub struct Holder {
     pub command: String,
     /// When it took the lock.
     pub since: DateTime<Utc>,
+    /// A shard's load fingerprint ([`super::Manifest::fingerprint`]): the shards of that load
+    /// may join the lock; nobody else may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<String>,
 }
 
 impl std::fmt::Display for Holder {
@@ -150,15 +156,75 @@ impl std::fmt::Display for Holder {
 #[must_use = "the directory is unlocked as soon as the guard is dropped"]
 pub struct DirLock {
     file: fs::File,
+    /// Held with other shards of the same load: releasing it leaves the holder's name to them.
+    shared: bool,
 }
 
 impl DirLock {
     /// Locks `dir` (created if missing) for the calling process, which `command` names (the
     /// program and subcommand only), or says who holds it.
     pub fn acquire(dir: &Path, command: &str) -> Result<DirLock> {
+        let (file, path) = Self::open(dir)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Self::locked(dir)),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
+        let lock = DirLock {
+            file,
+            shared: false,
+        };
+        lock.name_self(&path, command, None)?;
+        Ok(lock)
+    }
+
+    /// Locks `dir` for one shard of the load `fingerprint`, shared with the other shards of
+    /// that load; returns the lock and whether no other writer held it (so the shard may do
+    /// the housekeeping that only a lone writer can, such as removing temporary files).
+    ///
+    /// The same contract as [`DirLock::acquire`], with one difference: a lock held by shards of
+    /// the same load is joined instead of refused. Anything else holding it, a load of the
+    /// whole dataset or shards of another load, refuses at once. Joining happens under
+    /// `commit`, so that the shards' holder record names a shard of the load that holds the
+    /// lock. Two processes given the same shard both join: they write the same files.
+    pub fn join(
+        dir: &Path,
+        command: &str,
+        fingerprint: &str,
+        _commit: &CommitLock,
+    ) -> Result<(DirLock, bool)> {
+        let (file, path) = Self::open(dir)?;
+        let alone = match file.try_lock() {
+            // Nobody writes: become the first shard. Turning the exclusive lock into a shared
+            // one is not atomic, so a whole-dataset load can win the instant in between.
+            Ok(()) => match file.try_lock_shared() {
+                Ok(()) => true,
+                Err(fs::TryLockError::WouldBlock) => return Err(Self::locked(dir)),
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+            },
+            Err(fs::TryLockError::WouldBlock) => {
+                let joins = Self::holder(dir).and_then(|h| h.load).as_deref() == Some(fingerprint);
+                if !joins {
+                    return Err(Self::locked(dir));
+                }
+                match file.try_lock_shared() {
+                    Ok(()) => false,
+                    Err(fs::TryLockError::WouldBlock) => return Err(Self::locked(dir)),
+                    Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+                }
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        };
+        let lock = DirLock { file, shared: true };
+        lock.name_self(&path, command, Some(fingerprint.to_string()))?;
+        Ok((lock, alone))
+    }
+
+    /// Opens (creating it and `dir` if missing) the lock file, never truncating it: until we
+    /// hold the lock, the contents are the holder's.
+    fn open(dir: &Path) -> Result<(fs::File, PathBuf)> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join(LOCK_FILE);
-        // Never truncated on open: until we hold the lock, the contents are the holder's.
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -166,20 +232,23 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(io_err(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked {
-                    target: dir.display().to_string(),
-                    holder: Self::name_holder(dir),
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        Ok((file, path))
+    }
+
+    fn locked(dir: &Path) -> StoreError {
+        StoreError::Locked {
+            target: dir.display().to_string(),
+            holder: Self::name_holder(dir),
         }
+    }
+
+    /// Writes the calling process into the lock file it holds.
+    fn name_self(&self, path: &Path, command: &str, load: Option<String>) -> Result<()> {
         let holder = Holder {
             pid: std::process::id(),
             command: command.to_string(),
             since: Utc::now(),
+            load,
         };
         #[allow(
             clippy::expect_used,
@@ -188,11 +257,11 @@ impl DirLock {
         let json = serde_json::to_vec(&holder).expect("a holder is numbers and strings");
         // One write of a few dozen bytes into an empty file: a refused writer reading it
         // concurrently sees nothing or the whole line. Not fsynced: it only matters while
-        // this process lives.
-        file.set_len(0)
-            .and_then(|()| (&file).write_all(&json))
-            .map_err(io_err(&path))?;
-        Ok(DirLock { file })
+        // this process lives. Shards rewrite it under the commit lock, one at a time.
+        self.file
+            .set_len(0)
+            .and_then(|()| (&self.file).write_all(&json))
+            .map_err(io_err(path))
     }
 
     /// The holder of `dir`'s lock, as the refused writer's message names it. The holder writes
@@ -221,7 +290,40 @@ impl Drop for DirLock {
     fn drop(&mut self) {
         // Forget the holder before closing the file releases the lock, so that after a clean
         // exit the file names nobody. Failing to is harmless: nobody trusts the name unlocked.
-        let _ = self.file.set_len(0);
+        // A shard leaves it: other shards of its load may still hold the lock and be named.
+        if !self.shared {
+            let _ = self.file.set_len(0);
+        }
+    }
+}
+
+/// The file shards lock, one at a time, to change a data directory's manifest.
+pub const COMMIT_LOCK_FILE: &str = "LOCK-commit";
+
+/// The right to change a data directory's manifest, held for the moment of one commit (read,
+/// merge, publish) and released when dropped.
+///
+/// Unlike [`DirLock`] it waits: every holder keeps it for a few file operations. Like it, it is
+/// an advisory `flock(2)` released by the kernel if the holder dies, and its file is never
+/// deleted.
+#[derive(Debug)]
+#[must_use = "the manifest is unlocked as soon as the guard is dropped"]
+pub struct CommitLock {
+    _file: fs::File,
+}
+
+impl CommitLock {
+    pub fn acquire(dir: &Path) -> Result<CommitLock> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join(COMMIT_LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.lock().map_err(io_err(&path))?;
+        Ok(CommitLock { _file: file })
     }
 }
 
@@ -294,6 +396,7 @@ mod tests {
             pid: u32::MAX,
             command: "ohlcv load".into(),
             since: Utc::now(),
+            load: None,
         };
         fs::write(
             dir.path().join(LOCK_FILE),
@@ -303,5 +406,35 @@ mod tests {
         let lock = DirLock::acquire(dir.path(), "ohlcv load").unwrap();
         assert_eq!(DirLock::holder(dir.path()).unwrap().pid, std::process::id());
         drop(lock);
+    }
+
+    #[test]
+    fn shards_of_one_load_join_the_lock_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let join = |load: &str| {
+            let commit = CommitLock::acquire(dir.path()).unwrap();
+            DirLock::join(dir.path(), "ohlcv load", load, &commit)
+        };
+        let (first, alone) = join("aaaa").unwrap();
+        assert!(alone);
+        assert_eq!(
+            DirLock::holder(dir.path()).unwrap().load.as_deref(),
+            Some("aaaa")
+        );
+        let (second, alone) = join("aaaa").unwrap();
+        assert!(!alone);
+        assert!(matches!(join("bbbb"), Err(StoreError::Locked { .. })));
+        assert!(matches!(
+            DirLock::acquire(dir.path(), "ohlcv load"),
+            Err(StoreError::Locked { .. })
+        ));
+        drop(first);
+        drop(second);
+        // The last shard leaves its name, which nobody trusts unlocked.
+        assert!(DirLock::holder(dir.path()).is_some());
+        let whole = DirLock::acquire(dir.path(), "ohlcv load").unwrap();
+        assert!(matches!(join("aaaa"), Err(StoreError::Locked { .. })));
+        drop(whole);
+        assert!(join("bbbb").unwrap().1);
     }
 }

@@ -8,6 +8,7 @@ pub mod flux;
 pub mod influx;
 pub mod influxd;
 pub mod process;
+pub mod s3;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -87,9 +88,7 @@ pub fn load_defaults(config: GeneratorConfig) -> LoadSpec {
 
 /// Jobs loading into the embedded store in `dir`.
 pub fn parquet_target(dir: &Path) -> Target {
-    Target::Parquet {
-        dir: dir.to_path_buf(),
-    }
+    Target::Parquet { dir: dir.into() }
 }
 
 /// `ohlcv serve`'s state reading `store` and loading into `target`, with the given defaults

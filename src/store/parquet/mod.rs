@@ -25,32 +25,62 @@ use scan::{Columns, scan};
 pub use writer::PartitionWriter;
 
 use super::layout::{CANDLES_DIR, PartitionFiles, TRADES_DIR};
-use super::{Manifest, Partition, Result, Store, io_err, publish};
+use super::{DataDir, Manifest, Partition, Result, Store, io_err, publish};
 use crate::candles::Candle;
 use crate::model::{Nanos, Symbol, TimeResolution, TradeColumns};
 
-/// The embedded Parquet store rooted at a data directory.
+/// The embedded Parquet store rooted at a data directory, local or on object storage.
 #[derive(Debug, Clone)]
 pub struct ParquetStore {
-    dir: PathBuf,
+    dir: DataDir,
     cache: Arc<Cache>,
 }
 
 impl ParquetStore {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub fn new(dir: impl Into<DataDir>) -> Self {
         Self {
             dir: dir.into(),
             cache: Arc::default(),
         }
     }
 
-    pub fn dir(&self) -> &Path {
+    pub fn data_dir(&self) -> &DataDir {
         &self.dir
     }
 
-    /// Where `file` of the load `manifest` describes is.
-    fn path(&self, manifest: &Manifest, file: &str) -> PathBuf {
-        self.dir.join(&manifest.root).join(file)
+    /// [`scan`] of `file` of the load `manifest` describes, wherever the directory is.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "scan's arguments, and which file"
+    )]
+    fn scan_file(
+        &self,
+        manifest: &Manifest,
+        file: &str,
+        symbol: &Symbol,
+        start: Nanos,
+        end: Nanos,
+        columns: Columns,
+        each: impl FnMut(&arrow_array::RecordBatch, std::ops::Range<usize>, i64) -> bool,
+    ) -> Result<()> {
+        match &self.dir {
+            DataDir::Local(dir) => scan(
+                &dir.join(&manifest.root).join(file),
+                symbol,
+                start,
+                end,
+                columns,
+                each,
+            ),
+            DataDir::Remote(remote) => {
+                let rel = match manifest.root.as_str() {
+                    "" => file.to_string(),
+                    root => format!("{root}/{file}"),
+                };
+                let footer = self.cache.footer(&rel, || remote.footer(&rel))?;
+                scan::scan_remote(remote, &rel, footer, symbol, start, end, columns, each)
+            }
+        }
     }
 
     /// All of `symbol`'s 1-minute candles in `file` of `manifest`'s load, decoded once.
@@ -63,8 +93,9 @@ impl ParquetStore {
         let key = format!("{}/{file}", manifest.root);
         self.cache.candles(Level::Minutes, &key, symbol, || {
             let mut all = Vec::new();
-            scan(
-                &self.path(manifest, file),
+            self.scan_file(
+                manifest,
+                file,
                 symbol,
                 i64::MIN,
                 i64::MAX,
@@ -134,9 +165,16 @@ impl ParquetStore {
     }
 
     /// True if both files of `partition` are published.
-    pub fn has_partition(&self, partition: &Partition) -> bool {
+    pub fn has_partition(&self, partition: &Partition) -> Result<bool> {
         let files = PartitionFiles::of(partition);
-        self.dir.join(files.trades).is_file() && self.dir.join(files.candles).is_file()
+        Ok(match &self.dir {
+            DataDir::Local(dir) => {
+                dir.join(files.trades).is_file() && dir.join(files.candles).is_file()
+            }
+            DataDir::Remote(remote) => {
+                remote.head(&files.trades)?.is_some() && remote.head(&files.candles)?.is_some()
+            }
+        })
     }
 
     pub fn partition_writer(
@@ -144,14 +182,23 @@ impl ParquetStore {
         partition: Partition,
         resolution: TimeResolution,
     ) -> Result<PartitionWriter> {
-        PartitionWriter::create(&self.dir, partition, resolution)
+        match &self.dir {
+            DataDir::Local(dir) => PartitionWriter::create(dir, partition, resolution),
+            DataDir::Remote(remote) => {
+                PartitionWriter::create_remote(remote.clone(), partition, resolution)
+            }
+        }
     }
 
-    /// Removes leftovers of interrupted writes: temporary files nobody will publish.
+    /// Removes leftovers of interrupted writes: temporary files nobody will publish. An object
+    /// store has none: an object exists whole or not at all.
     pub fn remove_temporary_files(&self) -> Result<usize> {
+        let DataDir::Local(dir) = &self.dir else {
+            return Ok(0);
+        };
         let mut removed = 0;
         for dataset in [TRADES_DIR, CANDLES_DIR] {
-            for path in walk_files(&self.dir.join(dataset))? {
+            for path in walk_files(&dir.join(dataset))? {
                 if path
                     .file_name()
                     .and_then(|n| n.to_str())
@@ -170,17 +217,47 @@ impl ParquetStore {
     /// file stay.
     pub fn remove_datasets(&self) -> Result<()> {
         for dataset in [TRADES_DIR, CANDLES_DIR] {
-            remove(&self.dir.join(dataset), |p| fs::remove_dir_all(p))?;
+            match &self.dir {
+                DataDir::Local(dir) => remove(&dir.join(dataset), |p| fs::remove_dir_all(p))?,
+                DataDir::Remote(remote) => remote.delete_all(dataset)?,
+            }
         }
         Ok(())
+    }
+
+    /// Bytes of the two files of `partition`.
+    pub fn partition_bytes(&self, partition: &Partition) -> Result<u64> {
+        let files = PartitionFiles::of(partition);
+        let mut total = 0;
+        for file in [files.trades, files.candles] {
+            total += match &self.dir {
+                DataDir::Local(dir) => {
+                    let path = dir.join(file);
+                    fs::metadata(&path).map_err(io_err(&path))?.len()
+                }
+                DataDir::Remote(remote) => remote.head(&file)?.map_or(0, |(size, _)| size),
+            };
+        }
+        Ok(total)
     }
 
     /// Bytes of every published Parquet file.
     pub fn bytes_on_disk(&self) -> Result<u64> {
         let mut total = 0;
         for dataset in [TRADES_DIR, CANDLES_DIR] {
-            for path in walk_files(&self.dir.join(dataset))? {
-                total += fs::metadata(&path).map_err(io_err(&path))?.len();
+            match &self.dir {
+                DataDir::Local(dir) => {
+                    for path in walk_files(&dir.join(dataset))? {
+                        total += fs::metadata(&path).map_err(io_err(&path))?.len();
+                    }
+                }
+                DataDir::Remote(remote) => {
+                    total += remote
+                        .list(dataset)?
+                        .iter()
+                        .map(|(_, size)| size)
+                        .sum::<u64>();
+                }
             }
         }
         Ok(total)
@@ -225,8 +302,9 @@ impl Store for ParquetStore {
         let limit = limit.unwrap_or(usize::MAX);
         let (manifest, partitions) = self.partitions_for(symbol, start, end)?;
         for p in partitions {
-            scan(
-                &self.path(&manifest, &PartitionFiles::of(&p).trades),
+            self.scan_file(
+                &manifest,
+                &PartitionFiles::of(&p).trades,
                 symbol,
                 start,
                 end,
@@ -297,8 +375,9 @@ impl Store for ParquetStore {
         let (manifest, partitions) = self.partitions_for(symbol, start, end)?;
         for p in partitions {
             let mut r = 0;
-            scan(
-                &self.path(&manifest, &PartitionFiles::of(&p).trades),
+            self.scan_file(
+                &manifest,
+                &PartitionFiles::of(&p).trades,
                 symbol,
                 start,
                 end,

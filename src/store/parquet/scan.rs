@@ -4,20 +4,25 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::reader::ChunkReader;
 use parquet::file::statistics::Statistics;
 
 use super::schema::raw_times;
 use crate::model::{Nanos, Symbol};
+use crate::store::remote::Remote;
 use crate::store::{Backend, Result, StoreError, io_err};
 
 /// Which columns a scan decodes.
@@ -46,27 +51,97 @@ pub fn scan(
     start: Nanos,
     end: Nanos,
     columns: Columns,
-    mut each: impl FnMut(&RecordBatch, Range<usize>, i64) -> bool,
+    each: impl FnMut(&RecordBatch, Range<usize>, i64) -> bool,
 ) -> Result<()> {
     let handle = File::open(path).map_err(io_err(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(handle).map_err(read_err(path))?;
-    let scale = match builder.schema().field(1).data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => 1000,
+    read(builder, path, symbol, start, end, columns, each)
+}
+
+/// [`scan`] of the file `rel` of a data directory on object storage, whose footer (and size)
+/// the caller has: only the column chunks of the row groups that may match are fetched.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "scan's arguments, and where the file is"
+)]
+pub fn scan_remote(
+    remote: &Remote,
+    rel: &str,
+    (size, footer): (u64, Arc<ParquetMetaData>),
+    symbol: &Symbol,
+    start: Nanos,
+    end: Nanos,
+    columns: Columns,
+    each: impl FnMut(&RecordBatch, Range<usize>, i64) -> bool,
+) -> Result<()> {
+    let origin = PathBuf::from(format!("{}/{rel}", remote.url()));
+    let metadata = ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::default())
+        .map_err(read_err(&origin))?;
+    let (lo, hi, _) = bounds(metadata.schema(), start, end);
+    let wanted: Vec<usize> = match columns {
+        Columns::All => (0..metadata
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .num_columns())
+            .collect(),
+        Columns::SymbolAndTime => vec![0, 1],
+    };
+    let ranges: Vec<Range<u64>> = row_groups(metadata.metadata(), symbol, lo, hi)
+        .into_iter()
+        .filter_map(|i| metadata.metadata().row_groups().get(i))
+        .flat_map(|rg| {
+            wanted.iter().filter_map(|c| rg.columns().get(*c)).map(|c| {
+                let (from, len) = c.byte_range();
+                from..from + len
+            })
+        })
+        .collect();
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let fetched = remote.fetch(rel, size, ranges)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(fetched, metadata);
+    read(builder, &origin, symbol, start, end, columns, each)
+}
+
+/// The bounds `[start, end)` in the unit of the time column of a file of `schema`, and the
+/// nanoseconds per unit: t * scale < start  <=>  t < ceil(start / scale).
+fn bounds(schema: &SchemaRef, start: Nanos, end: Nanos) -> (i64, i64, i64) {
+    let scale = match schema.fields().get(1).map(|f| f.data_type()) {
+        Some(DataType::Timestamp(TimeUnit::Microsecond, _)) => 1000,
         _ => 1,
     };
-    // Bounds in the file's unit: t * scale < start  <=>  t < ceil(start / scale).
-    let (start, end) = (
+    (
         start.div_euclid(scale) + (start.rem_euclid(scale) > 0) as i64,
         end.div_euclid(scale) + (end.rem_euclid(scale) > 0) as i64,
-    );
-    let row_groups: Vec<usize> = builder
-        .metadata()
+        scale,
+    )
+}
+
+/// The row groups of a file that may hold `symbol` in `[start, end)` (file units).
+fn row_groups(metadata: &ParquetMetaData, symbol: &Symbol, start: i64, end: i64) -> Vec<usize> {
+    metadata
         .row_groups()
         .iter()
         .enumerate()
         .filter(|(_, rg)| row_group_may_match(rg, symbol, start, end))
         .map(|(i, _)| i)
-        .collect();
+        .collect()
+}
+
+/// The scan itself, over a file or the ranges fetched of one.
+fn read<R: ChunkReader + 'static>(
+    builder: ParquetRecordBatchReaderBuilder<R>,
+    path: &Path,
+    symbol: &Symbol,
+    start: Nanos,
+    end: Nanos,
+    columns: Columns,
+    mut each: impl FnMut(&RecordBatch, Range<usize>, i64) -> bool,
+) -> Result<()> {
+    let (start, end, scale) = bounds(builder.schema(), start, end);
+    let row_groups = row_groups(builder.metadata(), symbol, start, end);
     if row_groups.is_empty() {
         return Ok(());
     }

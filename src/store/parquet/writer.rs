@@ -14,6 +14,7 @@ use super::schema::{
 use crate::candles::Candle;
 use crate::model::{Symbol, TimeResolution, TradeColumns};
 use crate::store::layout::PartitionFiles;
+use crate::store::remote::Remote;
 use crate::store::{Backend, Partition, Result, StoreError, io_err, publish};
 
 /// A row group closes at the first session boundary past this many rows, so a query for one
@@ -68,6 +69,9 @@ impl Pending {
 pub struct PartitionWriter {
     trades: Pending,
     candles: Pending,
+    /// Object storage: the files are written in a local staging directory and uploaded there,
+    /// each with one PUT, once complete.
+    upload: Option<(Remote, PartitionFiles)>,
     partition: Partition,
     current_symbol: Option<Symbol>,
     resolution: TimeResolution,
@@ -94,10 +98,24 @@ impl PartitionWriter {
         Ok(Self {
             trades,
             candles,
+            upload: None,
             partition,
             current_symbol: None,
             resolution,
         })
+    }
+
+    /// A writer of `partition` into the data directory `remote`, staged in a local temporary
+    /// directory of this process.
+    pub(super) fn create_remote(
+        remote: Remote,
+        partition: Partition,
+        resolution: TimeResolution,
+    ) -> Result<Self> {
+        let staging = std::env::temp_dir().join(format!("ohlcv-upload-{}", std::process::id()));
+        let mut writer = Self::create(&staging, partition, resolution)?;
+        writer.upload = Some((remote, PartitionFiles::of(&writer.partition)));
+        Ok(writer)
     }
 
     /// Appends a batch of `symbol`'s trades (time-ordered, after any earlier batch of the
@@ -140,8 +158,19 @@ impl PartitionWriter {
         let (trades_tmp, trades_path) = self.trades.close()?;
         let (candles_tmp, candles_path) = self.candles.close()?;
         // Candles first: a trades file is only ever visible with its candles beside it.
-        publish::publish(&candles_tmp, &candles_path)?;
-        publish::publish(&trades_tmp, &trades_path)?;
+        match self.upload {
+            None => {
+                publish::publish(&candles_tmp, &candles_path)?;
+                publish::publish(&trades_tmp, &trades_path)?;
+            }
+            Some((remote, files)) => {
+                for (tmp, rel) in [(&candles_tmp, &files.candles), (&trades_tmp, &files.trades)] {
+                    let bytes = fs::read(tmp).map_err(io_err(tmp))?;
+                    remote.put(rel, bytes.into())?;
+                    fs::remove_file(tmp).map_err(io_err(tmp))?;
+                }
+            }
+        }
         Ok(self.partition)
     }
 }

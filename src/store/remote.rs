@@ -1,0 +1,435 @@
+//! A data directory on object storage (`s3://bucket/prefix`), through Apache Arrow's
+//! `object_store` crate, the storage layer of InfluxDB 3 and DataFusion.
+//!
+//! The same layout as a local data directory, published the object store's way:
+//! - a file becomes visible by one PUT of the whole file, which an object store makes visible
+//!   whole or not at all, so no temporary names and nothing half-written is ever listed;
+//! - the manifest is committed with a conditional PUT, `If-None-Match: *` to create it and
+//!   `If-Match` on the ETag read to replace it: a writer that loses the race (412, or 409 from
+//!   stores that answer so) reads the manifest again, merges its partitions in, and tries again
+//!   after a backoff with jitter ([`Remote::commit_manifest`]), so loaders on many machines
+//!   never lose each other's partitions;
+//! - reads fetch a file's footer once (kept while the manifest stays the same), then only the
+//!   byte ranges of the column chunks of the row groups a query needs ([`Remote::fetch`]).
+//!
+//! Credentials and endpoint come from the environment as AWS's tools read them
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...); they
+//! are never printed: errors name the URL and the object only.
+//!
+//! The store's client is asynchronous and our [`super::Store`] is not: calls block on a
+//! runtime of the module's own, never dropped, entered from any thread (a request handler's
+//! blocking thread included).
+
+use std::future::Future;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::reader::{ChunkReader, Length};
+
+use super::manifest::{MANIFEST_FILE, Manifest};
+use super::{Backend, Result, StoreError};
+
+/// How many times a manifest commit that lost a race is tried again before giving up.
+const COMMIT_ATTEMPTS: u32 = 64;
+/// The first wait before trying a lost commit again; it doubles, up to [`COMMIT_MAX_WAIT`],
+/// and each wait is drawn at random between half and all of it.
+const COMMIT_FIRST_WAIT: Duration = Duration::from_millis(20);
+const COMMIT_MAX_WAIT: Duration = Duration::from_secs(2);
+/// Bytes read from the end of a file for its footer: the whole footer of our files in one
+/// request (a few KiB per hundred row groups); a bigger one takes a second request.
+const FOOTER_GUESS: u64 = 64 * 1024;
+
+/// A data directory on object storage.
+#[derive(Clone)]
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    /// The directory's prefix in the bucket (empty for the bucket's root).
+    prefix: ObjectPath,
+    /// `s3://bucket/prefix`, as errors and logs name it.
+    url: String,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client holds the credentials: only the URL is shown.
+        f.debug_struct("Remote").field("url", &self.url).finish()
+    }
+}
+
+/// True for a data directory given as an object store URL.
+pub fn is_url(dir: &str) -> bool {
+    dir.starts_with("s3://") || dir.starts_with("s3a://")
+}
+
+/// The runtime every remote call blocks on.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("ohlcv-object-store")
+                .enable_all()
+                .build()
+        })
+        .as_ref()
+        .map_err(|e| {
+            StoreError::io(
+                PathBuf::from("object store runtime"),
+                std::io::Error::new(e.kind(), e.to_string()),
+            )
+        })
+}
+
+/// Runs `f` to completion from synchronous code, on the module's runtime. From inside another
+/// multi-threaded runtime's worker, the worker first hands its other tasks away.
+fn block_on<F: Future>(f: F) -> Result<F::Output> {
+    let rt = runtime()?;
+    Ok(match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| rt.block_on(f))
+        }
+        _ => rt.block_on(f),
+    })
+}
+
+impl Remote {
+    /// The data directory at `url` (`s3://bucket/prefix`), configured from the environment.
+    pub fn open(url: &str) -> Result<Remote> {
+        Self::open_with(url, std::env::vars())
+    }
+
+    /// The data directory at `url`, configured from the `AWS_*` variables among `vars`: the
+    /// environment, or settings a caller gives itself. Plain HTTP is allowed when the endpoint
+    /// is an `http://` URL (a local S3-compatible server); requests are path-style unless
+    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` says otherwise.
+    pub fn open_with(
+        url: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Remote> {
+        let url = url.trim_end_matches('/');
+        let prefix = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map_or("", |(_, prefix)| prefix);
+        let mut builder = AmazonS3Builder::new();
+        let mut plain_http = false;
+        for (key, value) in vars {
+            if !key.starts_with("AWS_") {
+                continue;
+            }
+            if matches!(key.as_str(), "AWS_ENDPOINT_URL" | "AWS_ENDPOINT") {
+                plain_http = value.starts_with("http://");
+            }
+            if let Ok(config) = key.to_ascii_lowercase().parse() {
+                builder = builder.with_config(config, value);
+            }
+        }
+        let store = builder
+            .with_url(url)
+            .with_allow_http(plain_http)
+            .build()
+            .map_err(|e| object_err(url, e))?;
+        Ok(Remote {
+            store: Arc::new(store),
+            prefix: ObjectPath::from(prefix),
+            url: url.to_string(),
+        })
+    }
+
+    /// The directory `rel` inside this one (a generation directory).
+    pub fn join(&self, rel: &str) -> Remote {
+        if rel.is_empty() {
+            return self.clone();
+        }
+        Remote {
+            store: self.store.clone(),
+            prefix: self.key(rel),
+            url: format!("{}/{rel}", self.url),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn key(&self, rel: &str) -> ObjectPath {
+        rel.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.prefix.clone(), |key, part| key.clone().join(part))
+    }
+
+    fn err(&self, rel: &str) -> impl FnOnce(object_store::Error) -> StoreError {
+        let name = format!("{}/{rel}", self.url);
+        move |e| object_err(&name, e)
+    }
+
+    /// The object `rel`, with its ETag; `None` if there is none.
+    pub fn get(&self, rel: &str) -> Result<Option<(Bytes, Option<String>)>> {
+        let key = self.key(rel);
+        let got = block_on(async {
+            let result = self.store.get(&key).await?;
+            let e_tag = result.meta.e_tag.clone();
+            Ok::<_, object_store::Error>((result.bytes().await?, e_tag))
+        })?;
+        match got {
+            Ok(got) => Ok(Some(got)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(rel)(e)),
+        }
+    }
+
+    /// Size and a version stamp of the object `rel`; `None` if there is none.
+    pub fn head(&self, rel: &str) -> Result<Option<(u64, String)>> {
+        let key = self.key(rel);
+        match block_on(self.store.head(&key))? {
+            Ok(meta) => Ok(Some((
+                meta.size,
+                meta.e_tag
+                    .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(rel)(e)),
+        }
+    }
+
+    /// Publishes `bytes` as the object `rel` with one PUT: readers see all of it or nothing.
+    pub fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        let key = self.key(rel);
+        block_on(self.store.put(&key, PutPayload::from(bytes)))?
+            .map(|_| ())
+            .map_err(self.err(rel))
+    }
+
+    /// Every object under `rel`, as (path relative to this directory, size).
+    pub fn list(&self, rel: &str) -> Result<Vec<(String, u64)>> {
+        let key = self.key(rel);
+        let metas: Vec<object_store::ObjectMeta> =
+            block_on(self.store.list(Some(&key)).try_collect())?.map_err(self.err(rel))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.prefix_match(&self.prefix)?;
+                let rel: Vec<String> = name.map(|p| p.as_ref().to_string()).collect();
+                Some((rel.join("/"), m.size))
+            })
+            .collect())
+    }
+
+    /// Deletes every object under `rel`.
+    pub fn delete_all(&self, rel: &str) -> Result<()> {
+        for (name, _) in self.list(rel)? {
+            let key = self.key(&name);
+            match block_on(self.store.delete(&key))? {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.err(&name)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest, if there is one.
+    pub fn read_manifest(&self) -> Result<Option<Manifest>> {
+        self.get(MANIFEST_FILE)?
+            .map(|(bytes, _)| Manifest::parse(&bytes, format!("{}/{MANIFEST_FILE}", self.url)))
+            .transpose()
+    }
+
+    /// Commits the manifest `merge` makes of the one found (`None` if there is none yet), with
+    /// a conditional PUT on the version found; `merge` returning `None` leaves it as it is.
+    /// Returns the manifest committed or left. A commit that lost the race to another writer
+    /// is merged again from the new manifest and tried again.
+    pub fn commit_manifest(
+        &self,
+        mut merge: impl FnMut(Option<&Manifest>) -> Option<Manifest>,
+    ) -> Result<Option<Manifest>> {
+        let origin = format!("{}/{MANIFEST_FILE}", self.url);
+        let mut wait = COMMIT_FIRST_WAIT;
+        for _ in 0..COMMIT_ATTEMPTS {
+            let (found, e_tag) = match self.get(MANIFEST_FILE)? {
+                Some((bytes, e_tag)) => (Some(Manifest::parse(&bytes, &origin)?), e_tag),
+                None => (None, None),
+            };
+            let Some(next) = merge(found.as_ref()) else {
+                return Ok(found);
+            };
+            let mode = match (&found, e_tag) {
+                (None, _) => PutMode::Create,
+                (Some(_), e_tag @ Some(_)) => PutMode::Update(UpdateVersion {
+                    e_tag,
+                    version: None,
+                }),
+                (Some(_), None) => {
+                    return Err(StoreError::corrupt(
+                        PathBuf::from(&origin),
+                        "the store gave the manifest no ETag, so it cannot be updated safely",
+                    ));
+                }
+            };
+            let key = self.key(MANIFEST_FILE);
+            let payload = PutPayload::from(Bytes::from(next.to_json_pretty()));
+            let options = PutOptions {
+                mode,
+                ..PutOptions::default()
+            };
+            match block_on(self.store.put_opts(&key, payload, options))? {
+                Ok(_) => return Ok(Some(next)),
+                Err(
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::AlreadyExists { .. },
+                ) => {
+                    // Another writer committed first: wait a while, drawn at random so that
+                    // writers that collided do not collide again, and merge into theirs.
+                    std::thread::sleep(wait.mul_f64(jitter()));
+                    wait = (wait * 2).min(COMMIT_MAX_WAIT);
+                }
+                Err(e) => return Err(self.err(MANIFEST_FILE)(e)),
+            }
+        }
+        Err(StoreError::Unavailable(Backend::Content {
+            path: PathBuf::from(origin),
+            detail: format!("{COMMIT_ATTEMPTS} commits in a row lost to other writers"),
+        }))
+    }
+
+    /// The footer of the Parquet file `rel`, and its size.
+    pub fn footer(&self, rel: &str) -> Result<(u64, Arc<ParquetMetaData>)> {
+        let origin = || PathBuf::from(format!("{}/{rel}", self.url));
+        let (size, _) = self.head(rel)?.ok_or_else(|| {
+            StoreError::Missing(Backend::Content {
+                path: origin(),
+                detail: "listed in the manifest but not in the store".into(),
+            })
+        })?;
+        let corrupt = |source| {
+            StoreError::Corrupt(Backend::Parquet {
+                path: origin(),
+                source,
+            })
+        };
+        let mut tail = self.range(rel, size.saturating_sub(FOOTER_GUESS)..size)?;
+        // The last 8 bytes: the footer's length (little-endian u32), then "PAR1".
+        let footer_len = tail
+            .1
+            .len()
+            .checked_sub(8)
+            .and_then(|at| tail.1.get(at..at + 4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u64::from(u32::from_le_bytes(b)) + 8)
+            .ok_or_else(|| corrupt(ParquetError::General("shorter than a footer".into())))?;
+        if footer_len > tail.1.len() as u64 && footer_len <= size {
+            tail = self.range(rel, size - footer_len..size)?;
+        }
+        let fetched = Fetched {
+            len: size,
+            ranges: vec![tail],
+        };
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&fetched)
+            .map_err(corrupt)?;
+        Ok((size, Arc::new(metadata)))
+    }
+
+    fn range(&self, rel: &str, range: Range<u64>) -> Result<(u64, Bytes)> {
+        let key = self.key(rel);
+        let start = range.start;
+        let bytes = block_on(self.store.get_range(&key, range))?.map_err(self.err(rel))?;
+        Ok((start, bytes))
+    }
+
+    /// The byte `ranges` of the file `rel` of `size` bytes, fetched at once (the client
+    /// merges neighbouring ranges into one request), as a reader the Parquet decoder reads.
+    pub fn fetch(&self, rel: &str, size: u64, ranges: Vec<Range<u64>>) -> Result<Fetched> {
+        let key = self.key(rel);
+        let starts: Vec<u64> = ranges.iter().map(|r| r.start).collect();
+        let bytes = block_on(self.store.get_ranges(&key, &ranges))?.map_err(self.err(rel))?;
+        Ok(Fetched {
+            len: size,
+            ranges: starts.into_iter().zip(bytes).collect(),
+        })
+    }
+}
+
+/// A number in [0.5, 1) that differs between processes and calls, to spread retries.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let key = format!("{}-{nanos}", std::process::id());
+    let h = crate::generator::seeds::fnv1a(key.as_bytes());
+    0.5 + (h >> 11) as f64 / (1u64 << 54) as f64
+}
+
+/// An object store error on `name` (a URL), by what a caller can do about it.
+fn object_err(name: &str, source: object_store::Error) -> StoreError {
+    let backend = Backend::Object {
+        name: name.to_string(),
+        source: Box::new(source),
+    };
+    match &backend {
+        Backend::Object { source, .. } => match source.as_ref() {
+            object_store::Error::NotFound { .. } => StoreError::Missing(backend),
+            object_store::Error::Unauthenticated { .. }
+            | object_store::Error::PermissionDenied { .. } => StoreError::Unauthorized(backend),
+            _ => StoreError::Unavailable(backend),
+        },
+        _ => StoreError::Unavailable(backend),
+    }
+}
+
+/// Byte ranges of one file fetched from the store, read by the Parquet decoder as if they
+/// were the file: it reads only what the row groups it was given span.
+pub struct Fetched {
+    len: u64,
+    /// (offset in the file, bytes from there), any order.
+    ranges: Vec<(u64, Bytes)>,
+}
+
+impl Fetched {
+    /// The bytes from `start`, `length` of them or to the end of the range holding them.
+    /// Neighbouring ranges meet, so a range ending at `start` does not hold it.
+    fn slice(&self, start: u64, length: Option<usize>) -> parquet::errors::Result<Bytes> {
+        for (offset, bytes) in &self.ranges {
+            let end = offset + bytes.len() as u64;
+            if *offset <= start && (start < end || length == Some(0)) {
+                let from = (start - offset) as usize;
+                let to = length.map_or(bytes.len(), |l| from + l);
+                if to <= bytes.len() {
+                    return Ok(bytes.slice(from..to));
+                }
+            }
+        }
+        Err(ParquetError::General(format!(
+            "bytes {start}..{} were not fetched",
+            length.map_or(self.len, |l| start + l as u64)
+        )))
+    }
+}
+
+impl Length for Fetched {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for Fetched {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        Ok(self.slice(start, None)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.slice(start, Some(length))
+    }
+}
