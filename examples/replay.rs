@@ -12,6 +12,7 @@ use std::time::Instant;
 use ohlcv::candles;
 use ohlcv::generator::{GeneratorConfig, MarketPlan};
 use ohlcv::model::TradeColumns;
+use ohlcv::store::influx::Precision;
 use ohlcv::store::influx::line_protocol::{SeriesKeys, push_candle, push_trade};
 
 fn main() {
@@ -39,7 +40,7 @@ fn main() {
             let mut t = TradeColumns::default();
             plan.generate(s, d, &mut t);
             for i in 0..t.len() {
-                push_trade(&mut body, &keys, &t, i);
+                push_trade(&mut body, &keys, &t, i, Precision::Ns);
                 lines += 1;
                 if lines == batch_lines {
                     bodies.push(std::mem::take(&mut body).into());
@@ -47,7 +48,7 @@ fn main() {
                 }
             }
             for c in candles::minute_candles(&t) {
-                push_candle(&mut body, &keys, &c);
+                push_candle(&mut body, &keys, &c, Precision::Ns);
                 lines += 1;
                 if lines == batch_lines {
                     bodies.push(std::mem::take(&mut body).into());

@@ -160,12 +160,21 @@ pub(super) fn load(
         .build()
         .map_err(|e| StoreError::from(influx::InfluxError::Unreachable(e.to_string())))?;
     let writer = Writer::new(config, options, stats.clone())?;
-    // The claim, the manifest and shard marks go through the same retrying writer as the
-    // trades.
+    // The claim, the manifest and shard marks go through a writer retrying as the trades' does,
+    // always in nanoseconds: a claim's time is the instant it was written, and other loads
+    // compare it and delete it by that instant.
+    let points = Writer::new(
+        config,
+        &WriteOptions {
+            precision: influx::Precision::Ns,
+            ..options.clone()
+        },
+        stats.clone(),
+    )?;
     let write_point = |raw: Vec<u8>| -> Result<()> {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
         let batch = Batch::new(raw, options.gzip);
-        Ok(runtime.block_on(writer.write(&batch, &mut rng))?)
+        Ok(runtime.block_on(points.write(&batch, &mut rng))?)
     };
     let claimant = claim::Claimant::new(&manifest, options);
     claim::claim(config, &claimant, write_point)?;

@@ -72,6 +72,39 @@ pub fn withdraw_claim(config: &InfluxConfig, claim: &Claim) -> Result<()> {
     Ok(())
 }
 
+/// Drops the whole database (v1) or bucket (v2) with everything in it: what `setup` created.
+/// One that is already gone is no error.
+pub fn drop_target(config: &InfluxConfig) -> Result<()> {
+    let client = Client::new(config.clone())?;
+    match config.api {
+        Api::V1 => {
+            let q = format!("DROP DATABASE {}", quote_ident(&config.database));
+            client.influxql(&q, None).map(drop)
+        }
+        Api::V2 => match bucket_id(&client)? {
+            Some(id) => client.delete(config.endpoint(&format!("api/v2/buckets/{id}"))),
+            None => Ok(()),
+        },
+    }
+}
+
+/// The ID of `client`'s bucket, if it exists.
+pub fn bucket_id(client: &Client) -> Result<Option<String>> {
+    let config = client.config();
+    let mut url = config.endpoint("api/v2/buckets");
+    url.query_pairs_mut()
+        .append_pair("org", &config.org)
+        .append_pair("name", &config.bucket);
+    let found = client.get_json(url)?;
+    Ok(found
+        .get("buckets")
+        .and_then(|b| b.as_array())
+        .and_then(|b| b.first())
+        .and_then(|b| b.get("id"))
+        .and_then(|id| id.as_str())
+        .map(str::to_string))
+}
+
 /// `/api/v2/delete`: the points in `[start, stop]` that match `predicate`.
 fn delete_v2(client: &Client, start: &str, stop: &str, predicate: &str) -> Result<()> {
     let config = client.config();

@@ -15,7 +15,7 @@
 
 use influxdb_line_protocol::builder::LineProtocolBuilder;
 
-use super::Claim;
+use super::{Claim, Precision};
 use crate::candles::Candle;
 use crate::model::{Symbol, TradeColumns, push_int, push_price};
 
@@ -62,13 +62,19 @@ impl SeriesKeys {
     }
 }
 
-/// Appends trade `i` of `trades` as one line.
+/// Appends trade `i` of `trades` as one line, its time in `precision`.
 #[inline]
 #[allow(
     clippy::indexing_slicing,
     reason = "a row index below `trades.len()`, as every caller iterates `0..len()`; the columns have equal lengths"
 )]
-pub fn push_trade(out: &mut Vec<u8>, keys: &SeriesKeys, trades: &TradeColumns, i: usize) {
+pub fn push_trade(
+    out: &mut Vec<u8>,
+    keys: &SeriesKeys,
+    trades: &TradeColumns,
+    i: usize,
+    precision: Precision,
+) {
     out.extend_from_slice(if trades.buys[i] {
         &keys.buy
     } else {
@@ -81,12 +87,13 @@ pub fn push_trade(out: &mut Vec<u8>, keys: &SeriesKeys, trades: &TradeColumns, i
     out.extend_from_slice(b"i,trade_id=");
     push_int(out, trades.trade_ids[i]);
     out.extend_from_slice(b"i ");
-    push_int(out, trades.times[i]);
+    push_int(out, precision.of(trades.times[i]));
     out.push(b'\n');
 }
 
-/// Appends a 1-minute candle as one line.
-pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle) {
+/// Appends a 1-minute candle as one line, its time in `precision` (a whole minute is a whole
+/// unit of each).
+pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle, precision: Precision) {
     out.extend_from_slice(&keys.candle);
     for (name, price) in [
         (&b"open="[..], c.open),
@@ -106,7 +113,7 @@ pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle) {
     // 10^9 shares is 10^16).
     push_int(out, i64::try_from(c.notional).unwrap_or(i64::MAX));
     out.extend_from_slice(b"i ");
-    push_int(out, c.time);
+    push_int(out, precision.of(c.time));
     out.push(b'\n');
 }
 
@@ -162,9 +169,9 @@ mod tests {
         // A half-cent midpoint print.
         t.push(1_704_205_800_000_003_000, 44, 187_125, 3, true);
         let mut out = Vec::new();
-        push_trade(&mut out, &keys, &t, 0);
-        push_trade(&mut out, &keys, &t, 1);
-        push_trade(&mut out, &keys, &t, 2);
+        push_trade(&mut out, &keys, &t, 0, Precision::Ns);
+        push_trade(&mut out, &keys, &t, 1, Precision::Ns);
+        push_trade(&mut out, &keys, &t, 2, Precision::Ns);
         push_candle(
             &mut out,
             &keys,
@@ -178,6 +185,7 @@ mod tests {
                 trades: 2,
                 notional: 700,
             },
+            Precision::Ns,
         );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(

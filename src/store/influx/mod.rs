@@ -20,8 +20,8 @@ pub mod influxql;
 pub mod line_protocol;
 pub mod write;
 
-pub use admin::{SetupOutcome, clear, setup, withdraw_claim};
-pub use config::{Api, InfluxConfig, QueryLanguage, Secret};
+pub use admin::{SetupOutcome, clear, drop_target, setup, withdraw_claim};
+pub use config::{Api, InfluxConfig, Precision, QueryLanguage, Secret};
 pub use error::{InfluxError, Result, error_message, transport_error};
 pub use flux::FluxStore;
 pub use influxql::InfluxqlStore;
