@@ -12,8 +12,8 @@ use std::time::Instant;
 use ohlcv::candles;
 use ohlcv::generator::{GeneratorConfig, MarketPlan};
 use ohlcv::model::TradeColumns;
-use ohlcv::store::influx::Precision;
 use ohlcv::store::influx::line_protocol::{SeriesKeys, push_candle, push_trade};
+use ohlcv::store::influx::{Precision, Schema};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -35,7 +35,7 @@ fn main() {
     let mut bodies: Vec<bytes::Bytes> = Vec::new();
     let (mut body, mut lines) = (Vec::new(), 0);
     for (s, sp) in plan.symbols().iter().enumerate() {
-        let keys = SeriesKeys::new(&sp.symbol);
+        let keys = SeriesKeys::new(&sp.symbol, Schema::Tags);
         for d in 0..plan.sessions().len() {
             let mut t = TradeColumns::default();
             plan.generate(s, d, &mut t);

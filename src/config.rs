@@ -19,7 +19,9 @@ use crate::generator::GeneratorConfig;
 use crate::ingest::{LoadSpec, RetryPolicy, Shard, Target, WriteOptions};
 use crate::model::Symbol;
 use crate::secret::Secret;
-use crate::store::influx::{self, Api, InfluxConfig, InfluxError, Precision, QueryLanguage};
+use crate::store::influx::{
+    self, Api, InfluxConfig, InfluxError, Precision, QueryLanguage, Schema,
+};
 use crate::store::parquet::ParquetStore;
 use crate::store::{Store, StoreError};
 
@@ -168,6 +170,10 @@ pub struct StoreArgs {
     /// /api/v2/query (2.x, 1.8+).
     #[arg(long, global = true, env = "INFLUXDB_QUERY_LANGUAGE", value_enum, default_value_t = QueryLanguage::Influxql)]
     pub influxdb_query_language: QueryLanguage,
+    /// How trades and candles are laid out in InfluxDB (docs/INFLUXDB.md, "Schema"); a load
+    /// is read with the schema it was written with.
+    #[arg(long, global = true, env = "INFLUXDB_SCHEMA", value_enum, default_value_t = Schema::Tags)]
+    pub influxdb_schema: Schema,
 }
 
 impl StoreArgs {
@@ -200,6 +206,7 @@ impl StoreArgs {
             password: self.influxdb_password.as_deref().map(Secret::new),
             retention_days: self.influxdb_retention,
             query_language: self.influxdb_query_language,
+            schema: self.influxdb_schema,
         })
     }
 
@@ -365,6 +372,15 @@ pub struct BenchInfluxArgs {
     pub end: NaiveDate,
     #[arg(long, env = "OHLCV_BENCH_SEED", default_value_t = 42)]
     pub seed: u64,
+    /// Data models to try (comma list; docs/INFLUXDB.md, "Schema").
+    #[arg(
+        long,
+        env = "OHLCV_BENCH_SCHEMA",
+        value_delimiter = ',',
+        value_enum,
+        default_value = "tags,side_field,integer_price,per_symbol"
+    )]
+    pub schema: Vec<Schema>,
     /// Lines per write request to try (comma list).
     #[arg(long, env = "OHLCV_BENCH_BATCH_LINES", value_delimiter = ',', default_value = "10000,1000,50000",
         value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -428,6 +444,7 @@ impl BenchInfluxArgs {
                 seed: self.seed,
             },
             matrix: Matrix {
+                schemas: self.schema.clone(),
                 // The flags' ranges keep these far below usize::MAX.
                 batch_lines: self.batch_lines.iter().map(|&b| b as usize).collect(),
                 writers: self.writers.iter().map(|&w| w as usize).collect(),

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::generator::{GeneratorConfig, GeneratorError, MarketPlan};
 use crate::ingest::{self, BatchStats, IngestError, LoadSpec, Progress, Target, WriteOptions};
 use crate::model::TradeColumns;
-use crate::store::influx::{self, Api, InfluxConfig, InfluxError, Precision};
+use crate::store::influx::{self, Api, InfluxConfig, InfluxError, Precision, Schema};
 use crate::store::{Backend, StoreError};
 use crate::telemetry;
 use crate::verify;
@@ -50,9 +50,12 @@ pub enum BenchError {
 
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;
 
-/// One configuration's write settings.
+/// One configuration: its data model and write settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Settings {
+    /// Reported beside the settings, as the run's `schema`.
+    #[serde(skip)]
+    pub schema: Schema,
     pub batch_lines: usize,
     pub writers: usize,
     pub gzip: bool,
@@ -63,7 +66,8 @@ impl Settings {
     /// How the report names it.
     pub fn label(&self) -> String {
         format!(
-            "{} lines, {} writer{}, {}, {}",
+            "{}, {} lines, {} writer{}, {}, {}",
+            self.schema,
             self.batch_lines,
             self.writers,
             if self.writers == 1 { "" } else { "s" },
@@ -84,9 +88,10 @@ pub enum Vary {
     All,
 }
 
-/// The write settings to try.
+/// The data models and write settings to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matrix {
+    pub schemas: Vec<Schema>,
     pub batch_lines: Vec<usize>,
     pub writers: Vec<usize>,
     pub gzip: Vec<bool>,
@@ -97,7 +102,8 @@ pub struct Matrix {
 impl Matrix {
     /// The configurations, in the order they run, each once.
     pub fn settings(&self) -> Result<Vec<Settings>> {
-        let (Some(&b), Some(&w), Some(&g), Some(&p)) = (
+        let (Some(&schema), Some(&b), Some(&w), Some(&g), Some(&p)) = (
+            self.schemas.first(),
             self.batch_lines.first(),
             self.writers.first(),
             self.gzip.first(),
@@ -106,6 +112,7 @@ impl Matrix {
             return Err(BenchError::EmptyMatrix);
         };
         let base = Settings {
+            schema,
             batch_lines: b,
             writers: w,
             gzip: g,
@@ -113,6 +120,11 @@ impl Matrix {
         };
         let mut all: Vec<Settings> = match self.vary {
             Vary::One => std::iter::once(base)
+                .chain(
+                    self.schemas
+                        .iter()
+                        .map(|&schema| Settings { schema, ..base }),
+                )
                 .chain(self.batch_lines.iter().map(|&batch_lines| Settings {
                     batch_lines,
                     ..base
@@ -130,16 +142,19 @@ impl Matrix {
                 )
                 .collect(),
             Vary::All => self
-                .batch_lines
+                .schemas
                 .iter()
-                .flat_map(|&batch_lines| {
-                    self.writers.iter().flat_map(move |&writers| {
-                        self.gzip.iter().flat_map(move |&gzip| {
-                            self.precision.iter().map(move |&precision| Settings {
-                                batch_lines,
-                                writers,
-                                gzip,
-                                precision,
+                .flat_map(|&schema| {
+                    self.batch_lines.iter().flat_map(move |&batch_lines| {
+                        self.writers.iter().flat_map(move |&writers| {
+                            self.gzip.iter().flat_map(move |&gzip| {
+                                self.precision.iter().map(move |&precision| Settings {
+                                    schema,
+                                    batch_lines,
+                                    writers,
+                                    gzip,
+                                    precision,
+                                })
                             })
                         })
                     })
@@ -262,6 +277,7 @@ pub fn run(
                 let target = InfluxConfig {
                     database: name.clone(),
                     bucket: name,
+                    schema: settings.schema,
                     ..config.clone()
                 };
                 let outcome = run_one(&target, &plan, options, settings, &probe, progress);
@@ -362,7 +378,7 @@ fn run_one(
     });
     let batches = summary.batches.as_ref();
     Ok(Some(Run {
-        schema: report::SCHEMA.into(),
+        schema: settings.schema,
         settings,
         candle_path: CandlePath::Stored1m,
         trades: Some(summary.trades),
@@ -394,6 +410,7 @@ mod tests {
 
     fn matrix(vary: Vary) -> Matrix {
         Matrix {
+            schemas: vec![Schema::Tags, Schema::PerSymbol],
             batch_lines: vec![10_000, 1_000],
             writers: vec![2, 1, 4],
             gzip: vec![false, true],
@@ -405,11 +422,12 @@ mod tests {
     #[test]
     fn one_at_a_time_varies_each_list_around_the_base() {
         let settings = matrix(Vary::One).settings().unwrap();
-        assert_eq!(settings.len(), 1 + 1 + 2 + 1 + 1);
+        assert_eq!(settings.len(), 1 + 1 + 1 + 2 + 1 + 1);
         let base = settings[0];
         assert_eq!(
             base,
             Settings {
+                schema: Schema::Tags,
                 batch_lines: 10_000,
                 writers: 2,
                 gzip: false,
@@ -418,6 +436,7 @@ mod tests {
         );
         for s in &settings[1..] {
             let differences = [
+                s.schema != base.schema,
                 s.batch_lines != base.batch_lines,
                 s.writers != base.writers,
                 s.gzip != base.gzip,
@@ -425,7 +444,10 @@ mod tests {
             ];
             assert_eq!(differences.iter().filter(|d| **d).count(), 1, "{s:?}");
         }
-        assert_eq!(matrix(Vary::All).settings().unwrap().len(), 2 * 3 * 2 * 2);
+        assert_eq!(
+            matrix(Vary::All).settings().unwrap().len(),
+            2 * 2 * 3 * 2 * 2
+        );
         let empty = Matrix {
             gzip: vec![],
             ..matrix(Vary::All)

@@ -10,10 +10,7 @@ use serde::Serialize;
 use super::workload::{CandlePath, QueryCost};
 use super::{BenchError, BenchOptions, Result, Settings, Vary, server::Sources};
 use crate::generator::{GENERATOR_VERSION, GeneratorConfig};
-use crate::store::influx::{Api, QueryLanguage};
-
-/// The data model every run writes (docs/INFLUXDB.md, "Schema").
-pub const SCHEMA: &str = "trade: tags side, symbol; fields price (float), amount, trade_id";
+use crate::store::influx::{Api, QueryLanguage, Schema};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -84,7 +81,7 @@ pub struct Latency {
 /// One configuration's figures; `None` (`null`) where a figure could not be read.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Run {
-    pub schema: String,
+    pub schema: Schema,
     pub settings: Settings,
     /// The candles the loader writes; `queries` name the path each one read.
     pub candle_path: CandlePath,
@@ -113,7 +110,7 @@ pub struct Run {
 impl Run {
     pub fn rejected(settings: Settings, reason: String) -> Self {
         Self {
-            schema: SCHEMA.into(),
+            schema: settings.schema,
             settings,
             candle_path: CandlePath::Stored1m,
             trades: None,
@@ -145,13 +142,14 @@ fn command(options: &BenchOptions) -> String {
     let list = |v: Vec<String>| v.join(",");
     let load = &options.load;
     let mut c = format!(
-        "ohlcv bench influx --trades {} --symbols {} --start {} --end {} --seed {} \
+        "ohlcv bench influx --trades {} --symbols {} --start {} --end {} --seed {} --schema {} \
          --batch-lines {} --writers {} --gzip {} --precision {} --vary {} --query-runs {} --verify-sample {}",
         load.trades,
         list(load.symbols.iter().map(|s| s.to_string()).collect()),
         load.start,
         load.end,
         load.seed,
+        list(m.schemas.iter().map(|s| s.to_string()).collect()),
         list(m.batch_lines.iter().map(|b| b.to_string()).collect()),
         list(m.writers.iter().map(|w| w.to_string()).collect()),
         list(m.gzip.iter().map(|g| g.to_string()).collect()),
@@ -275,7 +273,15 @@ impl Report {
             l.seed,
             self.generator_version
         );
-        let _ = writeln!(md, "| schema | {SCHEMA} |\n");
+        let _ = writeln!(
+            md,
+            "| schemas | {} |\n",
+            Schema::ALL
+                .iter()
+                .map(|s| format!("`{s}`: {}", s.describe()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
 
         let _ = writeln!(md, "## Writes\n");
         let _ = writeln!(

@@ -15,7 +15,7 @@ use crate::query::{self, CandleQuery};
 use crate::store::Store;
 use crate::store::influx::client::{Client, quote_ident, quote_string};
 use crate::store::influx::line_protocol::TRADE;
-use crate::store::influx::{Api, InfluxConfig};
+use crate::store::influx::{Api, InfluxConfig, influxql};
 
 /// The zone candles are aligned to: the exchange's.
 const ZONE: Tz = chrono_tz::America::New_York;
@@ -152,24 +152,22 @@ pub fn run(
                 .map_err(|e| e.to_string())
         })
     };
-    let symbol = quote_string(ranges.symbol.as_str());
-    let within = |(start, end): (i64, i64)| {
-        format!("\"symbol\" = {symbol} AND time >= {start} AND time < {end}")
+    let schema = config.schema;
+    let within = |base: &str, (start, end): (i64, i64)| {
+        influxql::from_where(schema, base, &ranges.symbol, Some(start), end)
     };
     let from_trades = |every: &str, range, tz: &str| {
         format!(
             "SELECT first(\"price\"), max(\"price\"), min(\"price\"), last(\"price\"), sum(\"amount\"), count(\"trade_id\") \
-             FROM {} WHERE {} GROUP BY time({every}) fill(none){tz}",
-            quote_ident(TRADE),
-            within(range)
+             {} GROUP BY time({every}) fill(none){tz}",
+            within(TRADE, range)
         )
     };
     let from_downsampled = |every: &str, range, tz: &str| {
         format!(
             "SELECT first(\"open\"), max(\"high\"), min(\"low\"), last(\"close\"), sum(\"volume\"), sum(\"trades\") \
-             FROM {} WHERE {} GROUP BY time({every}) fill(none){tz}",
-            quote_ident(DOWNSAMPLED),
-            within(range)
+             {} GROUP BY time({every}) fill(none){tz}",
+            within(DOWNSAMPLED, range)
         )
     };
     let by_day = format!(" tz({})", quote_string(ZONE.name()));
@@ -209,8 +207,8 @@ pub fn run(
             "last 100 trades",
             CandlePath::Trades,
             influxql(format!(
-                "SELECT \"price\", \"amount\", \"trade_id\", \"side\" FROM {} WHERE \"symbol\" = {symbol} ORDER BY time DESC LIMIT 100",
-                quote_ident(TRADE)
+                "SELECT \"price\", \"amount\", \"trade_id\", \"side\" {} ORDER BY time DESC LIMIT 100",
+                within(TRADE, ranges.all)
             )),
         ),
     ];
@@ -223,13 +221,31 @@ pub fn run(
     // not benchmarked here.
     if config.api == Api::V1 {
         let (start, end) = ranges.all;
-        let into = format!(
-            "SELECT first(\"price\") AS \"open\", max(\"price\") AS \"high\", min(\"price\") AS \"low\", \
-             last(\"price\") AS \"close\", sum(\"amount\") AS \"volume\", count(\"trade_id\") AS \"trades\" \
-             INTO {} FROM {} WHERE time >= {start} AND time < {end} GROUP BY time(1m), \"symbol\" fill(none)",
-            quote_ident(DOWNSAMPLED),
-            quote_ident(TRADE)
-        );
+        let into = |from: &str, to: &str, by_symbol: &str| {
+            format!(
+                "SELECT first(\"price\") AS \"open\", max(\"price\") AS \"high\", min(\"price\") AS \"low\", \
+                 last(\"price\") AS \"close\", sum(\"amount\") AS \"volume\", count(\"trade_id\") AS \"trades\" \
+                 INTO {} FROM {} WHERE time >= {start} AND time < {end} GROUP BY time(1m){by_symbol} fill(none)",
+                quote_ident(to),
+                quote_ident(from)
+            )
+        };
+        // Every symbol's trades, in one request: the whole load is downsampled.
+        let into: Vec<String> = if schema.symbol_tag() {
+            vec![into(TRADE, DOWNSAMPLED, ", \"symbol\"")]
+        } else {
+            plan.symbols()
+                .iter()
+                .map(|s| {
+                    into(
+                        &schema.trade_measurement(&s.symbol),
+                        &schema.measurement(DOWNSAMPLED, &s.symbol),
+                        "",
+                    )
+                })
+                .collect()
+        };
+        let into = into.join("; ");
         let downsample = influxql(into);
         // Run once: its cost is the downsampling of the whole load.
         costs.push(time(
@@ -243,9 +259,8 @@ pub fn run(
                 "1m candles, a day",
                 CandlePath::Downsampled,
                 influxql(format!(
-                    "SELECT \"open\", \"high\", \"low\", \"close\", \"volume\", \"trades\" FROM {} WHERE {}",
-                    quote_ident(DOWNSAMPLED),
-                    within(ranges.day)
+                    "SELECT \"open\", \"high\", \"low\", \"close\", \"volume\", \"trades\" {}",
+                    within(DOWNSAMPLED, ranges.day)
                 )),
             ),
             (

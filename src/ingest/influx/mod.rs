@@ -129,7 +129,14 @@ pub(super) fn load(
                 .into());
             }
             claim::ensure_nobody_writes(config, &manifest)?;
-            influx::clear(config)?;
+            let symbols: Vec<_> = existing
+                .load
+                .symbols
+                .iter()
+                .chain(&spec.load.symbols)
+                .cloned()
+                .collect();
+            influx::clear(config, &symbols)?;
         }
         Ok(_) | Err(StoreError::Empty(_)) => {
             // A different load's claim without its manifest: that load is starting, or died
@@ -142,7 +149,7 @@ pub(super) fn load(
                     .any(|c| c.fingerprint != fingerprint)
             {
                 claim::ensure_nobody_writes(config, &manifest)?;
-                influx::clear(config)?;
+                influx::clear(config, &spec.load.symbols)?;
             }
         }
         Err(e) => return Err(e.into()),
@@ -191,7 +198,7 @@ pub(super) fn load(
         let keys: Vec<SeriesKeys> = plan
             .symbols()
             .iter()
-            .map(|s| SeriesKeys::new(&s.symbol))
+            .map(|s| SeriesKeys::new(&s.symbol, config.schema))
             .collect();
         let next = AtomicUsize::new(0);
         let (writing, renewals) = std::sync::mpsc::channel::<()>();

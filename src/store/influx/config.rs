@@ -92,6 +92,9 @@ pub struct InfluxConfig {
     pub password: Option<Secret>,
     pub retention_days: u32,
     pub query_language: QueryLanguage,
+    /// How trades and candles are laid out: a load is read with the schema it was written
+    /// with.
+    pub schema: super::Schema,
 }
 
 impl InfluxConfig {
@@ -215,6 +218,7 @@ mod tests {
             password: None,
             retention_days: 3650,
             query_language: QueryLanguage::Influxql,
+            schema: crate::store::influx::Schema::Tags,
         }
     }
 

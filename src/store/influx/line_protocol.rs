@@ -1,7 +1,7 @@
 //! Line protocol for trades and 1-minute candles, appended to a reused buffer without a
 //! per-point allocation.
 //!
-//! Schema (docs/INFLUXDB.md): measurement `trade`, tags `side` and `symbol` (sorted by key,
+//! The default schema (docs/INFLUXDB.md; [`Schema`] has the variants): measurement `trade`, tags `side` and `symbol` (sorted by key,
 //! as InfluxDB recommends), fields `price` (float), `amount` and `trade_id` (integers),
 //! nanosecond timestamps; measurement `candle_1m`, tag `symbol`, fields `open`, `high`, `low`,
 //! `close` (floats), `volume`, `trades`, `notional` (integers, notional = Σ price × shares with
@@ -15,7 +15,7 @@
 
 use influxdb_line_protocol::builder::LineProtocolBuilder;
 
-use super::{Claim, Precision};
+use super::{Claim, Precision, Schema};
 use crate::candles::Candle;
 use crate::model::{Symbol, TradeColumns, push_int, push_price};
 
@@ -30,12 +30,15 @@ pub const SHARD: &str = "ohlcv_shard";
 /// claimed.
 pub const CLAIM: &str = "ohlcv_claim";
 
-/// The escaped series keys of one symbol, with the separating space.
+/// The escaped series keys of one symbol, with the separating space, and how its fields are
+/// written: everything a schema decides, worked out once per symbol.
 #[derive(Debug, Clone)]
 pub struct SeriesKeys {
     buy: Vec<u8>,
     sell: Vec<u8>,
     candle: Vec<u8>,
+    side_field: bool,
+    integer_prices: bool,
 }
 
 fn series_key(measurement: &str, tags: &[(&str, &str)]) -> Vec<u8> {
@@ -52,12 +55,35 @@ fn series_key(measurement: &str, tags: &[(&str, &str)]) -> Vec<u8> {
 }
 
 impl SeriesKeys {
-    pub fn new(symbol: &Symbol) -> Self {
+    pub fn new(symbol: &Symbol, schema: Schema) -> Self {
         let s = symbol.as_str();
+        let symbol_tag = schema.symbol_tag().then_some(("symbol", s));
+        // Tags sorted by key: `side` before `symbol`.
+        let trade_key = |side: &str| {
+            let tags: Vec<(&str, &str)> = schema
+                .side_tag()
+                .then_some(("side", side))
+                .into_iter()
+                .chain(symbol_tag)
+                .collect();
+            series_key(&schema.trade_measurement(symbol), &tags)
+        };
+        let candle_tags: Vec<(&str, &str)> = symbol_tag.into_iter().collect();
         Self {
-            buy: series_key(TRADE, &[("side", "buy"), ("symbol", s)]),
-            sell: series_key(TRADE, &[("side", "sell"), ("symbol", s)]),
-            candle: series_key(CANDLE, &[("symbol", s)]),
+            buy: trade_key("buy"),
+            sell: trade_key("sell"),
+            candle: series_key(&schema.candle_measurement(symbol), &candle_tags),
+            side_field: !schema.side_tag(),
+            integer_prices: schema.integer_prices(),
+        }
+    }
+
+    fn push_price(&self, out: &mut Vec<u8>, units: i64) {
+        if self.integer_prices {
+            push_int(out, units);
+            out.push(b'i');
+        } else {
+            push_price(out, units);
         }
     }
 }
@@ -75,13 +101,17 @@ pub fn push_trade(
     i: usize,
     precision: Precision,
 ) {
-    out.extend_from_slice(if trades.buys[i] {
-        &keys.buy
-    } else {
-        &keys.sell
-    });
+    let buy = trades.buys[i];
+    out.extend_from_slice(if buy { &keys.buy } else { &keys.sell });
+    if keys.side_field {
+        out.extend_from_slice(if buy {
+            b"side=\"buy\","
+        } else {
+            b"side=\"sell\","
+        });
+    }
     out.extend_from_slice(b"price=");
-    push_price(out, trades.prices[i]);
+    keys.push_price(out, trades.prices[i]);
     out.extend_from_slice(b",amount=");
     push_int(out, trades.amounts[i]);
     out.extend_from_slice(b"i,trade_id=");
@@ -102,7 +132,7 @@ pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle, precision: 
         (b",close=", c.close),
     ] {
         out.extend_from_slice(name);
-        push_price(out, price);
+        keys.push_price(out, price);
     }
     out.extend_from_slice(b",volume=");
     push_int(out, c.volume);
@@ -162,7 +192,7 @@ mod tests {
     #[test]
     fn trades_and_candles_parse_back_exactly() {
         let symbol = Symbol::new("BRK.B").unwrap();
-        let keys = SeriesKeys::new(&symbol);
+        let keys = SeriesKeys::new(&symbol, Schema::Tags);
         let mut t = TradeColumns::default();
         t.push(1_704_205_800_000_001_000, 42, 185_640, 100, true);
         t.push(1_704_205_800_000_002_000, 43, 50, 1, false);
