@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use common::influxd::Influxd;
 use ohlcv::bench::server::Probe;
-use ohlcv::bench::workload::CandlePath;
+use ohlcv::bench::workload::{self, CandlePath};
 use ohlcv::bench::{self, BenchOptions, Matrix, Vary};
 use ohlcv::ingest::Progress;
 use ohlcv::store::influx::client::Client;
@@ -92,7 +92,7 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
         for q in run
             .queries
             .iter()
-            .filter(|q| q.name != "downsample the load into 1m candles")
+            .filter(|q| q.name != workload::DOWNSAMPLE)
         {
             assert_eq!(q.error, None, "{label}: {}", q.name);
             assert!(
