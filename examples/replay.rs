@@ -13,6 +13,7 @@ use ohlcv::candles;
 use ohlcv::generator::{GeneratorConfig, MarketPlan};
 use ohlcv::model::TradeColumns;
 use ohlcv::store::influx::line_protocol::{SeriesKeys, push_candle, push_trade};
+use ohlcv::store::influx::{Precision, Schema};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -34,12 +35,12 @@ fn main() {
     let mut bodies: Vec<bytes::Bytes> = Vec::new();
     let (mut body, mut lines) = (Vec::new(), 0);
     for (s, sp) in plan.symbols().iter().enumerate() {
-        let keys = SeriesKeys::new(&sp.symbol);
+        let keys = SeriesKeys::new(&sp.symbol, Schema::Tags);
         for d in 0..plan.sessions().len() {
             let mut t = TradeColumns::default();
             plan.generate(s, d, &mut t);
             for i in 0..t.len() {
-                push_trade(&mut body, &keys, &t, i);
+                push_trade(&mut body, &keys, &t, i, Precision::Ns);
                 lines += 1;
                 if lines == batch_lines {
                     bodies.push(std::mem::take(&mut body).into());
@@ -47,7 +48,7 @@ fn main() {
                 }
             }
             for c in candles::minute_candles(&t) {
-                push_candle(&mut body, &keys, &c);
+                push_candle(&mut body, &keys, &c, Precision::Ns);
                 lines += 1;
                 if lines == batch_lines {
                     bodies.push(std::mem::take(&mut body).into());

@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration as Days, NaiveDate};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::api::{Auth, AuthScope, Limits};
+use crate::bench::{BenchOptions, Matrix, Vary};
 use crate::calendar;
 use crate::candles::{Fill, Interval};
 use crate::format::Format;
@@ -18,7 +19,9 @@ use crate::generator::GeneratorConfig;
 use crate::ingest::{LoadSpec, RetryPolicy, Shard, Target, WriteOptions};
 use crate::model::Symbol;
 use crate::secret::Secret;
-use crate::store::influx::{self, Api, InfluxConfig, InfluxError, QueryLanguage};
+use crate::store::influx::{
+    self, Api, InfluxConfig, InfluxError, Precision, QueryLanguage, Schema,
+};
 use crate::store::parquet::ParquetStore;
 use crate::store::{DataDir, Store, StoreError};
 
@@ -169,6 +172,10 @@ pub struct StoreArgs {
     /// /api/v2/query (2.x, 1.8+).
     #[arg(long, global = true, env = "INFLUXDB_QUERY_LANGUAGE", value_enum, default_value_t = QueryLanguage::Influxql)]
     pub influxdb_query_language: QueryLanguage,
+    /// How trades and candles are laid out in InfluxDB (docs/INFLUXDB.md, "Schema"); a load
+    /// is read with the schema it was written with.
+    #[arg(long, global = true, env = "INFLUXDB_SCHEMA", value_enum, default_value_t = Schema::Tags)]
+    pub influxdb_schema: Schema,
 }
 
 impl StoreArgs {
@@ -201,6 +208,7 @@ impl StoreArgs {
             password: self.influxdb_password.as_deref().map(Secret::new),
             retention_days: self.influxdb_retention,
             query_language: self.influxdb_query_language,
+            schema: self.influxdb_schema,
         })
     }
 
@@ -249,6 +257,9 @@ pub enum Command {
     /// InfluxDB administration.
     #[command(subcommand)]
     Influx(InfluxCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Serve the HTTP API.
     Serve(ServeArgs),
 }
@@ -337,6 +348,123 @@ impl ServeArgs {
 pub enum InfluxCommand {
     /// Create the bucket (v2) or database (v1) with its retention if missing. Idempotent.
     Setup,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run a matrix of write settings against the configured InfluxDB (v1 or v2 API), each
+    /// into a fresh database or bucket it creates and drops, with the same trades; time the
+    /// OHLCV queries on every candle path, verify each load, and write a report.
+    Influx(BenchInfluxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchInfluxArgs {
+    /// Trades every configuration loads.
+    #[arg(long, env = "OHLCV_BENCH_TRADES", default_value_t = 2_000_000)]
+    pub trades: u64,
+    #[arg(
+        long,
+        env = "OHLCV_BENCH_SYMBOLS",
+        value_delimiter = ',',
+        default_value = "AAPL,MSFT,AMZN,GOOGL,META"
+    )]
+    pub symbols: Vec<Symbol>,
+    #[arg(long, env = "OHLCV_BENCH_START", default_value = "2024-01-01", value_parser = parse_start)]
+    pub start: NaiveDate,
+    #[arg(long, env = "OHLCV_BENCH_END", default_value = "2024-12-31", value_parser = parse_end)]
+    pub end: NaiveDate,
+    #[arg(long, env = "OHLCV_BENCH_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Data models to try (comma list; docs/INFLUXDB.md, "Schema").
+    #[arg(
+        long,
+        env = "OHLCV_BENCH_SCHEMA",
+        value_delimiter = ',',
+        value_enum,
+        default_value = "tags,side_field,integer_price,per_symbol"
+    )]
+    pub schema: Vec<Schema>,
+    /// Lines per write request to try (comma list).
+    #[arg(long, env = "OHLCV_BENCH_BATCH_LINES", value_delimiter = ',', default_value = "10000,1000,50000",
+        value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub batch_lines: Vec<u64>,
+    /// Concurrent writers to try (comma list).
+    #[arg(long, env = "OHLCV_BENCH_WRITERS", value_delimiter = ',', default_value = "2,1,4",
+        value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub writers: Vec<u64>,
+    /// Gzip request bodies or not (comma list of true, false).
+    #[arg(long, env = "OHLCV_BENCH_GZIP", value_delimiter = ',', default_value = "false,true",
+        value_parser = clap::value_parser!(bool))]
+    pub gzip: Vec<bool>,
+    /// Timestamp precisions to try (comma list); one coarser than the trades' times is
+    /// reported rejected, with how many trades it would cut or merge.
+    #[arg(
+        long,
+        env = "OHLCV_BENCH_PRECISION",
+        value_delimiter = ',',
+        value_enum,
+        default_value = "ns,us,ms"
+    )]
+    pub precision: Vec<Precision>,
+    /// one: the first value of each list is the base and every other value is tried with
+    /// the base's other settings; all: every combination.
+    #[arg(long, env = "OHLCV_BENCH_VARY", value_enum, default_value_t = Vary::One)]
+    pub vary: Vary,
+    /// Warm runs of each query, after its cold run.
+    #[arg(long, env = "OHLCV_BENCH_QUERY_RUNS", default_value_t = 10)]
+    pub query_runs: usize,
+    /// Trades `verify` regenerates and compares field by field, per configuration.
+    #[arg(long, env = "OHLCV_BENCH_VERIFY_SAMPLE", default_value_t = 1000)]
+    pub verify_sample: usize,
+    /// Generator threads (0: one per core).
+    #[arg(long, env = "OHLCV_BENCH_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Databases (or buckets) the benchmark creates and drops are named <prefix>_<pid>_<n>.
+    #[arg(long, env = "OHLCV_BENCH_PREFIX", default_value = "ohlcv_bench")]
+    pub prefix: String,
+    /// The server's process id, when it runs on this machine: its CPU seconds and peak
+    /// resident memory are then read from /proc.
+    #[arg(long, env = "OHLCV_BENCH_SERVER_PID")]
+    pub server_pid: Option<u32>,
+    /// Directories holding a directory per database (1.x: its data and wal directories;
+    /// comma list), when the server is local: the database's files there are reported too.
+    #[arg(long, env = "OHLCV_BENCH_SERVER_DATA_DIR", value_delimiter = ',')]
+    pub server_data_dir: Vec<PathBuf>,
+    /// Where report.json, report.md and the charts go.
+    #[arg(long, env = "OHLCV_BENCH_REPORT", default_value = "./bench-report")]
+    pub report: PathBuf,
+}
+
+impl BenchInfluxArgs {
+    /// What to run; checkpoints go to a scratch directory inside the report's.
+    pub fn options(&self) -> BenchOptions {
+        BenchOptions {
+            load: GeneratorConfig {
+                trades: self.trades,
+                symbols: self.symbols.clone(),
+                start: self.start,
+                end: self.end,
+                seed: self.seed,
+            },
+            matrix: Matrix {
+                schemas: self.schema.clone(),
+                // The flags' ranges keep these far below usize::MAX.
+                batch_lines: self.batch_lines.iter().map(|&b| b as usize).collect(),
+                writers: self.writers.iter().map(|&w| w as usize).collect(),
+                gzip: self.gzip.clone(),
+                precision: self.precision.clone(),
+                vary: self.vary,
+            },
+            query_runs: self.query_runs,
+            verify_sample: self.verify_sample,
+            threads: self.threads,
+            prefix: self.prefix.clone(),
+            server_pid: self.server_pid,
+            server_data_dirs: self.server_data_dir.clone(),
+            scratch: self.report.join("checkpoints"),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,8 @@
 //! - [`query`]: candles and trades over any store.
 //! - [`stats`]: realism statistics of a tape (volatility, tails, autocorrelations, sizes).
 //! - [`verify`]: exact check of a stored load against the generator.
+//! - [`bench`]: `ohlcv bench influx`, a matrix of write settings against an InfluxDB and
+//!   the report of what each costs and how fast candles come back.
 //! - [`api`]: the HTTP server (`ohlcv serve`), its metrics and OpenAPI document.
 //! - [`format`](mod@format): csv, JSON and table output shared by the CLI and the API.
 //! - [`config`]: the command line, each flag with its environment variable (and the proof of
@@ -36,6 +38,7 @@
 )]
 
 pub mod api;
+pub mod bench;
 pub mod calendar;
 pub mod candles;
 pub mod config;

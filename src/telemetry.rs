@@ -109,8 +109,17 @@ pub async fn shutdown_signal() {
     }
 }
 
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// `/proc/<pid>/<file>` of process `pid`, or of this process.
+fn proc_file(pid: Option<u32>, file: &str) -> Option<String> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/{file}"),
+        None => format!("/proc/self/{file}"),
+    };
+    std::fs::read_to_string(path).ok()
+}
+
+fn proc_status_kib(pid: Option<u32>, field: &str) -> Option<u64> {
+    let status = proc_file(pid, "status")?;
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))
@@ -126,19 +135,42 @@ fn proc_status_kib(field: &str) -> Option<u64> {
 
 /// Peak resident set size of this process (VmHWM), where the OS reports it.
 pub fn peak_rss_bytes() -> Option<u64> {
-    proc_status_kib("VmHWM:")
+    peak_rss_bytes_of(None)
 }
 
 /// Current resident set size (VmRSS), where the OS reports it.
 pub fn rss_bytes() -> Option<u64> {
-    proc_status_kib("VmRSS:")
+    rss_bytes_of(None)
 }
 
 /// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
 pub fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of(None)
+}
+
+/// Peak resident set size (VmHWM) of process `pid` (this one if `None`), since it started or
+/// since [`reset_peak_rss`].
+pub fn peak_rss_bytes_of(pid: Option<u32>) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// Current resident set size (VmRSS) of process `pid` (this one if `None`).
+pub fn rss_bytes_of(pid: Option<u32>) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// Starts the peak resident set size of process `pid` afresh from its current size (proc(5),
+/// `clear_refs` value 5); false where this process may not (another user's process).
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// CPU seconds (user + system) process `pid` (this one if `None`) has used, from
+/// `/proc/<pid>/stat`.
+pub fn cpu_seconds_of(pid: Option<u32>) -> Option<f64> {
+    let stat = proc_file(pid, "stat")?;
     // Fields after the command name, which is parenthesised and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name and state.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;

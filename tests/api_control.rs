@@ -360,6 +360,7 @@ fn secrets_never_reach_a_response_or_a_log_line() {
         username: Some("admin".into()),
         password: Some(Secret::new(PASSWORD)),
         query_language: QueryLanguage::Influxql,
+        schema: ohlcv::store::influx::Schema::Tags,
         ..common::influx::config(
             &format!("http://admin:{PASSWORD}@127.0.0.1:{port}"),
             Api::V2,

@@ -27,7 +27,9 @@ use common::{assert_verifies, flux};
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::{RetryPolicy, WriteOptions};
 use ohlcv::store::Store;
-use ohlcv::store::influx::{self, Api, InfluxConfig, QueryLanguage, SetupOutcome, setup};
+use ohlcv::store::influx::{
+    self, Api, InfluxConfig, Precision, QueryLanguage, SetupOutcome, setup,
+};
 
 const TOKEN: &str = "test-token-do-not-leak";
 
@@ -432,6 +434,7 @@ fn options(
         batch_bytes: 256 * 1024,
         writers: 2,
         gzip: false,
+        precision: Precision::Ns,
         retry: RetryPolicy {
             interval: Duration::from_millis(20),
             max_delay: Duration::from_millis(200),

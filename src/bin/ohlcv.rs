@@ -9,13 +9,15 @@ use std::time::Duration;
 use anyhow::Context;
 
 use ohlcv::api::{self, AppState, Settings};
-use ohlcv::config::{Cli, Command, InfluxCommand, LoadArgs, RangeArgs, ServeArgs};
+use ohlcv::config::{
+    BenchCommand, BenchInfluxArgs, Cli, Command, InfluxCommand, LoadArgs, RangeArgs, ServeArgs,
+};
 use ohlcv::ingest::jobs::Jobs;
 use ohlcv::ingest::{self, BatchStats, Progress, Target};
 use ohlcv::query::{self, CandleQuery};
 use ohlcv::store::Store;
 use ohlcv::store::influx;
-use ohlcv::{candles, format, stats, telemetry, verify};
+use ohlcv::{bench, candles, format, stats, telemetry, verify};
 
 fn main() -> ExitCode {
     let cli = match Cli::parse_with_legacy_env() {
@@ -62,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", influx::setup(&config)?.describe(&config));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Influx(args)) => bench_influx(&cli.store.influx()?, args),
         Command::Candles(args) => {
             let (tz, start, end) = query_range(&args.range)?;
             let q = CandleQuery {
@@ -136,6 +139,34 @@ fn load(target: Target, args: &LoadArgs) -> anyhow::Result<ExitCode> {
         ingest::run(&target, &args.spec(), &progress, &stats)
     })?;
     print(|out| write!(out, "{summary}"))
+}
+
+/// Runs the benchmark with progress as for `load`, writes its report, and prints where.
+/// Ctrl-C or SIGTERM stops it after the current configuration's batches, with a report of the
+/// configurations done.
+fn bench_influx(config: &influx::InfluxConfig, args: &BenchInfluxArgs) -> anyhow::Result<ExitCode> {
+    let progress = Progress::default();
+    let report = ingest::progress::watch(&progress, None, || {
+        bench::run(config, &args.options(), &progress, |run| {
+            let figure = match (&run.rejected, run.trades_per_second) {
+                (Some(reason), _) => format!("rejected: {reason}"),
+                (None, Some(rate)) => format!("{rate:.0} trades/s, verified: {}", run.verified),
+                (None, None) => "no figures".into(),
+            };
+            eprintln!("{}: {figure}", run.settings.label());
+        })
+    })?;
+    report.write(&args.report)?;
+    println!(
+        "{} configurations; report in {}",
+        report.runs.len(),
+        args.report.join("report.md").display()
+    );
+    Ok(if progress.cancelled() {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn serve(

@@ -11,7 +11,7 @@ use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::{
     self, BatchStats, IngestError, LoadSpec, LoadSummary, Progress, Shard, Target, WriteOptions,
 };
-use ohlcv::store::influx::{self, Api, Claim, InfluxConfig, QueryLanguage, Secret};
+use ohlcv::store::influx::{self, Api, Claim, InfluxConfig, QueryLanguage, Schema, Secret};
 use ohlcv::store::{Manifest, Store};
 
 /// The organisation the test servers know.
@@ -34,6 +34,7 @@ pub fn config(url: &str, api: Api, token: Option<&str>, bucket: &str) -> InfluxC
             Api::V1 => QueryLanguage::Influxql,
             Api::V2 => QueryLanguage::Flux,
         },
+        schema: Schema::Tags,
     }
 }
 

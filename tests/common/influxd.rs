@@ -48,6 +48,16 @@ impl Influxd {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap()
+    }
+
+    /// The directories holding a directory per database: its data and its WAL.
+    pub fn data_dirs(&self) -> Vec<PathBuf> {
+        vec![self.dir.path().join("data"), self.dir.path().join("wal")]
+    }
+
     /// Starts the process on `self.port` and waits for it; false if it exited instead.
     fn spawn(&mut self) -> bool {
         let d = self.dir.path();

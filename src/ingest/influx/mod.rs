@@ -129,7 +129,14 @@ pub(super) fn load(
                 .into());
             }
             claim::ensure_nobody_writes(config, &manifest)?;
-            influx::clear(config)?;
+            let symbols: Vec<_> = existing
+                .load
+                .symbols
+                .iter()
+                .chain(&spec.load.symbols)
+                .cloned()
+                .collect();
+            influx::clear(config, &symbols)?;
         }
         Ok(_) | Err(StoreError::Empty(_)) => {
             // A different load's claim without its manifest: that load is starting, or died
@@ -142,7 +149,7 @@ pub(super) fn load(
                     .any(|c| c.fingerprint != fingerprint)
             {
                 claim::ensure_nobody_writes(config, &manifest)?;
-                influx::clear(config)?;
+                influx::clear(config, &spec.load.symbols)?;
             }
         }
         Err(e) => return Err(e.into()),
@@ -160,12 +167,21 @@ pub(super) fn load(
         .build()
         .map_err(|e| StoreError::from(influx::InfluxError::Unreachable(e.to_string())))?;
     let writer = Writer::new(config, options, stats.clone())?;
-    // The claim, the manifest and shard marks go through the same retrying writer as the
-    // trades.
+    // The claim, the manifest and shard marks go through a writer retrying as the trades' does,
+    // always in nanoseconds: a claim's time is the instant it was written, and other loads
+    // compare it and delete it by that instant.
+    let points = Writer::new(
+        config,
+        &WriteOptions {
+            precision: influx::Precision::Ns,
+            ..options.clone()
+        },
+        stats.clone(),
+    )?;
     let write_point = |raw: Vec<u8>| -> Result<()> {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
         let batch = Batch::new(raw, options.gzip);
-        Ok(runtime.block_on(writer.write(&batch, &mut rng))?)
+        Ok(runtime.block_on(points.write(&batch, &mut rng))?)
     };
     let claimant = claim::Claimant::new(&manifest, options);
     claim::claim(config, &claimant, write_point)?;
@@ -182,7 +198,7 @@ pub(super) fn load(
         let keys: Vec<SeriesKeys> = plan
             .symbols()
             .iter()
-            .map(|s| SeriesKeys::new(&s.symbol))
+            .map(|s| SeriesKeys::new(&s.symbol, config.schema))
             .collect();
         let next = AtomicUsize::new(0);
         let (writing, renewals) = std::sync::mpsc::channel::<()>();

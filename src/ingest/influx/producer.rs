@@ -103,14 +103,20 @@ impl<'a> Producer<'a> {
                 break;
             }
             for i in 0..trades.len() {
-                line_protocol::push_trade(&mut self.buffer, keys, &trades, i);
+                line_protocol::push_trade(
+                    &mut self.buffer,
+                    keys,
+                    &trades,
+                    i,
+                    self.options.precision,
+                );
                 self.trades += 1;
                 if !self.line_added(id) {
                     return false;
                 }
             }
             for c in candles::minute_candles(&trades) {
-                line_protocol::push_candle(&mut self.buffer, keys, &c);
+                line_protocol::push_candle(&mut self.buffer, keys, &c, self.options.precision);
                 if !self.line_added(id) {
                     return false;
                 }

@@ -6,19 +6,34 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::client::{Client, quote_ident, quote_string};
 use super::line_protocol;
 use super::{Api, Claim, InfluxConfig, InfluxError, Result};
+use crate::model::Symbol;
 
-/// Deletes every trade, candle, manifest, shard and claim point of the target.
-pub fn clear(config: &InfluxConfig) -> Result<()> {
+/// Deletes every trade, candle, manifest, shard and claim point of the target. With a
+/// measurement per symbol ([`Schema::PerSymbol`](super::Schema)), 1.x lists the
+/// measurements there are; 2.x, which cannot list them in its delete API, deletes those of
+/// `symbols` when the target's schema has them.
+pub fn clear(config: &InfluxConfig, symbols: &[Symbol]) -> Result<()> {
     let client = Client::new(config.clone())?;
-    let measurements = [
+    let mut measurements: Vec<String> = [
         line_protocol::TRADE,
         line_protocol::CANDLE,
         line_protocol::MANIFEST,
         line_protocol::SHARD,
         line_protocol::CLAIM,
-    ];
+    ]
+    .map(str::to_string)
+    .to_vec();
     match config.api {
         Api::V1 => {
+            let per_symbol = client.influxql(
+                "SHOW MEASUREMENTS WITH MEASUREMENT =~ /^(trade|candle_1m)_/",
+                Some(&config.database),
+            )?;
+            measurements.extend(
+                per_symbol
+                    .iter()
+                    .filter_map(|row| row.first()?.as_str().map(str::to_string)),
+            );
             let q: Vec<String> = measurements
                 .iter()
                 .map(|m| format!("DROP MEASUREMENT {}", quote_ident(m)))
@@ -26,6 +41,11 @@ pub fn clear(config: &InfluxConfig) -> Result<()> {
             client.influxql(&q.join("; "), Some(&config.database))?;
         }
         Api::V2 => {
+            let schema = config.schema;
+            for symbol in symbols.iter().filter(|_| !schema.symbol_tag()) {
+                measurements.push(schema.trade_measurement(symbol));
+                measurements.push(schema.candle_measurement(symbol));
+            }
             for m in measurements {
                 delete_v2(
                     &client,
@@ -70,6 +90,39 @@ pub fn withdraw_claim(config: &InfluxConfig, claim: &Claim) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Drops the whole database (v1) or bucket (v2) with everything in it: what `setup` created.
+/// One that is already gone is no error.
+pub fn drop_target(config: &InfluxConfig) -> Result<()> {
+    let client = Client::new(config.clone())?;
+    match config.api {
+        Api::V1 => {
+            let q = format!("DROP DATABASE {}", quote_ident(&config.database));
+            client.influxql(&q, None).map(drop)
+        }
+        Api::V2 => match bucket_id(&client)? {
+            Some(id) => client.delete(config.endpoint(&format!("api/v2/buckets/{id}"))),
+            None => Ok(()),
+        },
+    }
+}
+
+/// The ID of `client`'s bucket, if it exists.
+pub fn bucket_id(client: &Client) -> Result<Option<String>> {
+    let config = client.config();
+    let mut url = config.endpoint("api/v2/buckets");
+    url.query_pairs_mut()
+        .append_pair("org", &config.org)
+        .append_pair("name", &config.bucket);
+    let found = client.get_json(url)?;
+    Ok(found
+        .get("buckets")
+        .and_then(|b| b.as_array())
+        .and_then(|b| b.first())
+        .and_then(|b| b.get("id"))
+        .and_then(|id| id.as_str())
+        .map(str::to_string))
 }
 
 /// `/api/v2/delete`: the points in `[start, stop]` that match `predicate`.

@@ -76,6 +76,28 @@ impl Client {
         self.send(self.http.post(url).json(body)).map(drop)
     }
 
+    pub fn delete(&self, url: reqwest::Url) -> Result<()> {
+        self.send(self.http.delete(url)).map(drop)
+    }
+
+    /// The server's version, as it names itself in the `X-Influxdb-Version` header of
+    /// `/ping` (1.x, 2.x and 3.x all send it).
+    pub fn version(&self) -> Result<Option<String>> {
+        let response = self.send(self.http.get(self.config.endpoint("ping")))?;
+        Ok(response
+            .headers()
+            .get("x-influxdb-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+
+    /// The body of a GET of `url` as text (`/metrics`, `/debug/vars`).
+    pub fn get_text(&self, url: reqwest::Url) -> Result<String> {
+        self.send(self.http.get(url))?
+            .text()
+            .map_err(transport_error)
+    }
+
     /// Runs InfluxQL statements through `/query` and returns the rows of every series of every
     /// result, in order.
     pub fn influxql(&self, q: &str, db: Option<&str>) -> Result<Vec<Vec<Value>>> {

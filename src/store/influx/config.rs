@@ -30,6 +30,55 @@ pub enum QueryLanguage {
     Flux,
 }
 
+/// The unit of the timestamps in written line protocol (`precision=` of the write APIs).
+/// Coarser units make shorter lines; two trades of one series that fall in the same unit
+/// would then be one point, so a coarser unit is only for loads whose times are whole units.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Ns,
+    Us,
+    Ms,
+    S,
+}
+
+impl Precision {
+    /// As the write APIs spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Ns => "ns",
+            Precision::Us => "us",
+            Precision::Ms => "ms",
+            Precision::S => "s",
+        }
+    }
+
+    /// Nanoseconds in one unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            Precision::Ns => 1,
+            Precision::Us => 1_000,
+            Precision::Ms => 1_000_000,
+            Precision::S => 1_000_000_000,
+        }
+    }
+
+    /// `nanos` in this unit, rounded down.
+    #[inline]
+    pub fn of(self, nanos: i64) -> i64 {
+        nanos.div_euclid(self.nanos())
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct InfluxConfig {
     pub url: reqwest::Url,
@@ -43,6 +92,9 @@ pub struct InfluxConfig {
     pub password: Option<Secret>,
     pub retention_days: u32,
     pub query_language: QueryLanguage,
+    /// How trades and candles are laid out: a load is read with the schema it was written
+    /// with.
+    pub schema: super::Schema,
 }
 
 impl InfluxConfig {
@@ -111,7 +163,8 @@ impl InfluxConfig {
         headers
     }
 
-    pub fn write_url(&self) -> reqwest::Url {
+    /// Where writes with timestamps in `precision` go.
+    pub fn write_url(&self, precision: Precision) -> reqwest::Url {
         let mut url = self.endpoint(match self.api {
             Api::V2 => "api/v2/write",
             Api::V1 => "write",
@@ -124,7 +177,12 @@ impl InfluxConfig {
                     .append_pair("bucket", &self.bucket),
                 Api::V1 => pairs.append_pair("db", &self.database),
             };
-            pairs.append_pair("precision", "ns");
+            // 1.x's /write spells microseconds `u` (and takes `us` for nanoseconds).
+            let precision = match (self.api, precision) {
+                (Api::V1, Precision::Us) => "u",
+                (_, precision) => precision.as_str(),
+            };
+            pairs.append_pair("precision", precision);
         }
         url
     }
@@ -160,13 +218,14 @@ mod tests {
             password: None,
             retention_days: 3650,
             query_language: QueryLanguage::Influxql,
+            schema: crate::store::influx::Schema::Tags,
         }
     }
 
     #[test]
     fn secrets_never_print() {
         let c = config(Api::V2);
-        let shown = format!("{c:?} {} {}", c.target(), c.write_url());
+        let shown = format!("{c:?} {} {}", c.target(), c.write_url(Precision::Ns));
         assert!(!shown.contains("s3cr3t"), "{shown}");
         let auth = c.auth_headers();
         assert!(!format!("{auth:?}").contains("s3cr3t"));
@@ -185,12 +244,12 @@ mod tests {
     #[test]
     fn urls_carry_org_bucket_and_precision() {
         assert_eq!(
-            config(Api::V2).write_url().as_str(),
+            config(Api::V2).write_url(Precision::Ns).as_str(),
             "http://127.0.0.1:8086/prefix/api/v2/write?org=ohlcv+poc&bucket=trades&precision=ns"
         );
         assert_eq!(
-            config(Api::V1).write_url().as_str(),
-            "http://127.0.0.1:8086/prefix/write?db=trades&precision=ns"
+            config(Api::V1).write_url(Precision::Us).as_str(),
+            "http://127.0.0.1:8086/prefix/write?db=trades&precision=u"
         );
         assert!(InfluxConfig::parse_url("ftp://x").is_err());
         assert!(InfluxConfig::parse_url("localhost:8086").is_err());

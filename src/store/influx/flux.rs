@@ -153,21 +153,36 @@ impl FluxStore {
         read_tables(self.client.flux(query)?, &mut each)
     }
 
-    /// The points of one measurement and symbol in `[start, stop)`, `and`-ed with `predicate`.
+    /// The points of kind `base` ([`TRADE`] or [`CANDLE`]) of one symbol in `[start, stop)`,
+    /// `and`-ed with `predicate`, wherever the schema puts them.
     fn select(
         &self,
-        measurement: &str,
+        base: &str,
         symbol: &Symbol,
         start: &str,
         stop: &str,
         predicate: &str,
     ) -> String {
+        let schema = self.client.config().schema;
+        let of_symbol = if schema.symbol_tag() {
+            format!(" and r.symbol == {}", string(symbol.as_str()))
+        } else {
+            String::new()
+        };
         format!(
-            "from(bucket: {})\n  |> range(start: {start}, stop: {stop})\n  |> filter(fn: (r) => r._measurement == {} and r.symbol == {}{predicate})",
+            "from(bucket: {})\n  |> range(start: {start}, stop: {stop})\n  |> filter(fn: (r) => r._measurement == {}{of_symbol}{predicate})",
             string(self.bucket()),
-            string(measurement),
-            string(symbol.as_str()),
+            string(&schema.measurement(base, symbol)),
         )
+    }
+
+    /// A price as the schema holds it, in units of $0.001.
+    fn price(&self, s: &str) -> Result<i64> {
+        if self.client.config().schema.integer_prices() {
+            parse(s, "a price")
+        } else {
+            price_units(s)
+        }
     }
 
     /// The `json` field of the manifest point, if there is one.
@@ -255,7 +270,7 @@ impl Store for FluxStore {
             out.push(
                 parse_time(r.get("_time")?)?,
                 parse(r.get("trade_id")?, "a trade id")?,
-                price_units(r.get("price")?)?,
+                self.price(r.get("price")?)?,
                 parse(r.get("amount")?, "an amount")?,
                 r.get("side")? == "buy",
             );
@@ -278,10 +293,10 @@ impl Store for FluxStore {
         self.each(&q, |_, r| {
             out.push(Candle {
                 time: parse_time(r.get("_time")?)?,
-                open: price_units(r.get("open")?)?,
-                high: price_units(r.get("high")?)?,
-                low: price_units(r.get("low")?)?,
-                close: price_units(r.get("close")?)?,
+                open: self.price(r.get("open")?)?,
+                high: self.price(r.get("high")?)?,
+                low: self.price(r.get("low")?)?,
+                close: self.price(r.get("close")?)?,
                 volume: parse(r.get("volume")?, "a volume")?,
                 trades: parse(r.get("trades")?, "a trade count")?,
                 notional: parse(r.get("notional")?, "a notional")?,
@@ -302,7 +317,7 @@ impl Store for FluxStore {
         ) + "\n  |> last()";
         let mut close = None;
         self.each(&q, |_, r| {
-            close = Some(price_units(r.get("_value")?)?);
+            close = Some(self.price(r.get("_value")?)?);
             Ok(())
         })?;
         Ok(close)

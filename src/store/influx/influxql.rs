@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::client::{Client, quote_ident, quote_string};
 use super::line_protocol::{CANDLE, CLAIM, MANIFEST, SHARD, TRADE};
-use super::{Claim, InfluxConfig, InfluxError};
+use super::{Claim, InfluxConfig, InfluxError, Schema};
 use crate::candles::Candle;
 use crate::model::{Nanos, PRICE_UNITS_PER_DOLLAR, Symbol, TradeColumns};
 use crate::store::{Manifest, Result, Store};
@@ -47,10 +47,28 @@ fn price_units(row: &[Value], i: usize) -> Result<i64> {
         .ok_or_else(|| InfluxError::Protocol(format!("expected a price, got {v}")).into())
 }
 
-fn range_filter(symbol: &Symbol, start: Nanos, end: Nanos) -> String {
+/// `FROM <measurement> WHERE <the symbol> AND <the time range>` for the points of kind `base`
+/// ([`TRADE`] or [`CANDLE`]) of `symbol`, wherever `schema` puts them; `end` is exclusive,
+/// and `None` for `start` reads from the beginning.
+pub fn from_where(
+    schema: Schema,
+    base: &str,
+    symbol: &Symbol,
+    start: Option<Nanos>,
+    end: Nanos,
+) -> String {
+    let mut conditions = Vec::with_capacity(3);
+    if schema.symbol_tag() {
+        conditions.push(format!("\"symbol\" = {}", quote_string(symbol.as_str())));
+    }
+    if let Some(start) = start {
+        conditions.push(format!("time >= {start}"));
+    }
+    conditions.push(format!("time < {end}"));
     format!(
-        "\"symbol\" = {} AND time >= {start} AND time < {end}",
-        quote_string(symbol.as_str())
+        "FROM {} WHERE {}",
+        quote_ident(&schema.measurement(base, symbol)),
+        conditions.join(" AND ")
     )
 }
 
@@ -59,6 +77,19 @@ impl InfluxqlStore {
         Ok(Self {
             client: Client::new(config)?,
         })
+    }
+
+    fn schema(&self) -> Schema {
+        self.client.config().schema
+    }
+
+    /// Column `i` as a price in units of $0.001, as the schema holds it.
+    fn price(&self, row: &[Value], i: usize) -> Result<i64> {
+        if self.schema().integer_prices() {
+            int(row, i)
+        } else {
+            price_units(row, i)
+        }
     }
 
     /// Every load's claim on the database (see [`Claim`]).
@@ -115,9 +146,8 @@ impl Store for InfluxqlStore {
         limit: Option<usize>,
     ) -> Result<TradeColumns> {
         let mut q = format!(
-            "SELECT \"price\", \"amount\", \"trade_id\", \"side\" FROM {} WHERE {}",
-            quote_ident(TRADE),
-            range_filter(symbol, start, end)
+            "SELECT \"price\", \"amount\", \"trade_id\", \"side\" {}",
+            from_where(self.schema(), TRADE, symbol, Some(start), end)
         );
         if let Some(n) = limit {
             q.push_str(&format!(" LIMIT {n}"));
@@ -129,7 +159,7 @@ impl Store for InfluxqlStore {
             out.push(
                 int(row, 0)?,
                 int(row, 3)? as u64,
-                price_units(row, 1)?,
+                self.price(row, 1)?,
                 amount,
                 col(row, 4)? == "buy",
             );
@@ -140,19 +170,18 @@ impl Store for InfluxqlStore {
 
     fn minute_candles(&self, symbol: &Symbol, start: Nanos, end: Nanos) -> Result<Vec<Candle>> {
         let q = format!(
-            "SELECT \"open\", \"high\", \"low\", \"close\", \"volume\", \"trades\", \"notional\" FROM {} WHERE {}",
-            quote_ident(CANDLE),
-            range_filter(symbol, start, end)
+            "SELECT \"open\", \"high\", \"low\", \"close\", \"volume\", \"trades\", \"notional\" {}",
+            from_where(self.schema(), CANDLE, symbol, Some(start), end)
         );
         self.rows(&q)?
             .iter()
             .map(|r| {
                 Ok(Candle {
                     time: int(r, 0)?,
-                    open: price_units(r, 1)?,
-                    high: price_units(r, 2)?,
-                    low: price_units(r, 3)?,
-                    close: price_units(r, 4)?,
+                    open: self.price(r, 1)?,
+                    high: self.price(r, 2)?,
+                    low: self.price(r, 3)?,
+                    close: self.price(r, 4)?,
                     volume: int(r, 5)? as u64,
                     trades: int(r, 6)? as u64,
                     notional: int(r, 7)? as u128,
@@ -163,14 +192,10 @@ impl Store for InfluxqlStore {
 
     fn previous_close(&self, symbol: &Symbol, before: Nanos) -> Result<Option<i64>> {
         let q = format!(
-            "SELECT \"close\" FROM {} WHERE \"symbol\" = {} AND time < {before} ORDER BY time DESC LIMIT 1",
-            quote_ident(CANDLE),
-            quote_string(symbol.as_str())
+            "SELECT \"close\" {} ORDER BY time DESC LIMIT 1",
+            from_where(self.schema(), CANDLE, symbol, None, before)
         );
-        self.rows(&q)?
-            .first()
-            .map(|r| price_units(r, 1))
-            .transpose()
+        self.rows(&q)?.first().map(|r| self.price(r, 1)).transpose()
     }
 
     fn count_trades(&self, symbol: &Symbol, ranges: &[(Nanos, Nanos)]) -> Result<Vec<u64>> {
@@ -181,9 +206,8 @@ impl Store for InfluxqlStore {
                 .iter()
                 .map(|(start, end)| {
                     format!(
-                        "SELECT count(\"trade_id\") FROM {} WHERE {}",
-                        quote_ident(TRADE),
-                        range_filter(symbol, *start, *end)
+                        "SELECT count(\"trade_id\") {}",
+                        from_where(self.schema(), TRADE, symbol, Some(*start), *end)
                     )
                 })
                 .collect();

@@ -1,7 +1,7 @@
 //! Line protocol for trades and 1-minute candles, appended to a reused buffer without a
 //! per-point allocation.
 //!
-//! Schema (docs/INFLUXDB.md): measurement `trade`, tags `side` and `symbol` (sorted by key,
+//! The default schema (docs/INFLUXDB.md; [`Schema`] has the variants): measurement `trade`, tags `side` and `symbol` (sorted by key,
 //! as InfluxDB recommends), fields `price` (float), `amount` and `trade_id` (integers),
 //! nanosecond timestamps; measurement `candle_1m`, tag `symbol`, fields `open`, `high`, `low`,
 //! `close` (floats), `volume`, `trades`, `notional` (integers, notional = Σ price × shares with
@@ -15,7 +15,7 @@
 
 use influxdb_line_protocol::builder::LineProtocolBuilder;
 
-use super::Claim;
+use super::{Claim, Precision, Schema};
 use crate::candles::Candle;
 use crate::model::{Symbol, TradeColumns, push_int, push_price};
 
@@ -30,12 +30,15 @@ pub const SHARD: &str = "ohlcv_shard";
 /// claimed.
 pub const CLAIM: &str = "ohlcv_claim";
 
-/// The escaped series keys of one symbol, with the separating space.
+/// The escaped series keys of one symbol, with the separating space, and how its fields are
+/// written: everything a schema decides, worked out once per symbol.
 #[derive(Debug, Clone)]
 pub struct SeriesKeys {
     buy: Vec<u8>,
     sell: Vec<u8>,
     candle: Vec<u8>,
+    side_field: bool,
+    integer_prices: bool,
 }
 
 fn series_key(measurement: &str, tags: &[(&str, &str)]) -> Vec<u8> {
@@ -52,41 +55,75 @@ fn series_key(measurement: &str, tags: &[(&str, &str)]) -> Vec<u8> {
 }
 
 impl SeriesKeys {
-    pub fn new(symbol: &Symbol) -> Self {
+    pub fn new(symbol: &Symbol, schema: Schema) -> Self {
         let s = symbol.as_str();
+        let symbol_tag = schema.symbol_tag().then_some(("symbol", s));
+        // Tags sorted by key: `side` before `symbol`.
+        let trade_key = |side: &str| {
+            let tags: Vec<(&str, &str)> = schema
+                .side_tag()
+                .then_some(("side", side))
+                .into_iter()
+                .chain(symbol_tag)
+                .collect();
+            series_key(&schema.trade_measurement(symbol), &tags)
+        };
+        let candle_tags: Vec<(&str, &str)> = symbol_tag.into_iter().collect();
         Self {
-            buy: series_key(TRADE, &[("side", "buy"), ("symbol", s)]),
-            sell: series_key(TRADE, &[("side", "sell"), ("symbol", s)]),
-            candle: series_key(CANDLE, &[("symbol", s)]),
+            buy: trade_key("buy"),
+            sell: trade_key("sell"),
+            candle: series_key(&schema.candle_measurement(symbol), &candle_tags),
+            side_field: !schema.side_tag(),
+            integer_prices: schema.integer_prices(),
+        }
+    }
+
+    fn push_price(&self, out: &mut Vec<u8>, units: i64) {
+        if self.integer_prices {
+            push_int(out, units);
+            out.push(b'i');
+        } else {
+            push_price(out, units);
         }
     }
 }
 
-/// Appends trade `i` of `trades` as one line.
+/// Appends trade `i` of `trades` as one line, its time in `precision`.
 #[inline]
 #[allow(
     clippy::indexing_slicing,
     reason = "a row index below `trades.len()`, as every caller iterates `0..len()`; the columns have equal lengths"
 )]
-pub fn push_trade(out: &mut Vec<u8>, keys: &SeriesKeys, trades: &TradeColumns, i: usize) {
-    out.extend_from_slice(if trades.buys[i] {
-        &keys.buy
-    } else {
-        &keys.sell
-    });
+pub fn push_trade(
+    out: &mut Vec<u8>,
+    keys: &SeriesKeys,
+    trades: &TradeColumns,
+    i: usize,
+    precision: Precision,
+) {
+    let buy = trades.buys[i];
+    out.extend_from_slice(if buy { &keys.buy } else { &keys.sell });
+    if keys.side_field {
+        out.extend_from_slice(if buy {
+            b"side=\"buy\","
+        } else {
+            b"side=\"sell\","
+        });
+    }
     out.extend_from_slice(b"price=");
-    push_price(out, trades.prices[i]);
+    keys.push_price(out, trades.prices[i]);
     out.extend_from_slice(b",amount=");
     push_int(out, trades.amounts[i]);
     out.extend_from_slice(b"i,trade_id=");
     push_int(out, trades.trade_ids[i]);
     out.extend_from_slice(b"i ");
-    push_int(out, trades.times[i]);
+    push_int(out, precision.of(trades.times[i]));
     out.push(b'\n');
 }
 
-/// Appends a 1-minute candle as one line.
-pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle) {
+/// Appends a 1-minute candle as one line, its time in `precision` (a whole minute is a whole
+/// unit of each).
+pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle, precision: Precision) {
     out.extend_from_slice(&keys.candle);
     for (name, price) in [
         (&b"open="[..], c.open),
@@ -95,7 +132,7 @@ pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle) {
         (b",close=", c.close),
     ] {
         out.extend_from_slice(name);
-        push_price(out, price);
+        keys.push_price(out, price);
     }
     out.extend_from_slice(b",volume=");
     push_int(out, c.volume);
@@ -106,7 +143,7 @@ pub fn push_candle(out: &mut Vec<u8>, keys: &SeriesKeys, c: &Candle) {
     // 10^9 shares is 10^16).
     push_int(out, i64::try_from(c.notional).unwrap_or(i64::MAX));
     out.extend_from_slice(b"i ");
-    push_int(out, c.time);
+    push_int(out, precision.of(c.time));
     out.push(b'\n');
 }
 
@@ -155,16 +192,16 @@ mod tests {
     #[test]
     fn trades_and_candles_parse_back_exactly() {
         let symbol = Symbol::new("BRK.B").unwrap();
-        let keys = SeriesKeys::new(&symbol);
+        let keys = SeriesKeys::new(&symbol, Schema::Tags);
         let mut t = TradeColumns::default();
         t.push(1_704_205_800_000_001_000, 42, 185_640, 100, true);
         t.push(1_704_205_800_000_002_000, 43, 50, 1, false);
         // A half-cent midpoint print.
         t.push(1_704_205_800_000_003_000, 44, 187_125, 3, true);
         let mut out = Vec::new();
-        push_trade(&mut out, &keys, &t, 0);
-        push_trade(&mut out, &keys, &t, 1);
-        push_trade(&mut out, &keys, &t, 2);
+        push_trade(&mut out, &keys, &t, 0, Precision::Ns);
+        push_trade(&mut out, &keys, &t, 1, Precision::Ns);
+        push_trade(&mut out, &keys, &t, 2, Precision::Ns);
         push_candle(
             &mut out,
             &keys,
@@ -178,6 +215,7 @@ mod tests {
                 trades: 2,
                 notional: 700,
             },
+            Precision::Ns,
         );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(

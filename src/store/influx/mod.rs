@@ -7,6 +7,7 @@
 //! - [`client`]: the blocking client, with both query transports (InfluxQL, Flux);
 //! - [`write`]: the async write path with batching, retries, 413 splitting and a breaker;
 //! - [`admin`]: `ohlcv influx setup`, deleting a load, withdrawing a claim;
+//! - [`schema`]: the data model of trades and candles, and its variants;
 //! - [`line_protocol`]: how trades, candles, the manifest and claims are encoded;
 //! - [`influxql`] and [`flux`]: the two [`Store`] implementations, one per query language,
 //!   chosen once by [`open`]; each also reads the loads' [`Claim`]s ([`claims`]).
@@ -18,13 +19,15 @@ pub mod error;
 pub mod flux;
 pub mod influxql;
 pub mod line_protocol;
+pub mod schema;
 pub mod write;
 
-pub use admin::{SetupOutcome, clear, setup, withdraw_claim};
-pub use config::{Api, InfluxConfig, QueryLanguage, Secret};
+pub use admin::{SetupOutcome, clear, drop_target, setup, withdraw_claim};
+pub use config::{Api, InfluxConfig, Precision, QueryLanguage, Secret};
 pub use error::{InfluxError, Result, error_message, transport_error};
 pub use flux::FluxStore;
 pub use influxql::InfluxqlStore;
+pub use schema::Schema;
 
 use std::fmt;
 

@@ -24,7 +24,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
-use super::{InfluxConfig, InfluxError, Result, error_message, transport_error};
+use super::{InfluxConfig, InfluxError, Precision, Result, error_message, transport_error};
 
 /// Exponential backoff with jitter. The defaults are those of InfluxData's official client
 /// libraries (first retry after 5 s, base 2, at most 125 s between tries, 180 s in all).
@@ -67,6 +67,9 @@ pub struct WriteOptions {
     pub batch_bytes: usize,
     pub writers: usize,
     pub gzip: bool,
+    /// The unit of the trades' and candles' timestamps; a load's bookkeeping points are
+    /// always written in nanoseconds.
+    pub precision: Precision,
     pub retry: RetryPolicy,
     /// Consecutive failed requests that pause every writer until the server answers health
     /// checks again.
@@ -80,6 +83,7 @@ impl Default for WriteOptions {
             batch_bytes: 4 * 1024 * 1024,
             writers: 2,
             gzip: false,
+            precision: Precision::Ns,
             retry: RetryPolicy::default(),
             breaker_threshold: 5,
         }
@@ -327,7 +331,7 @@ impl Writer {
             .map_err(transport_error)?;
         Ok(Self {
             client,
-            url: config.write_url(),
+            url: config.write_url(options.precision),
             config: Arc::new(config.clone()),
             retry: options.retry,
             stats,

@@ -1,0 +1,172 @@
+//! `ohlcv bench influx` against a real influxd 1.x started by the harness, with small loads:
+//! every schema variant loads, reads back and verifies; the report's figures are present and
+//! agree with each other and with the server's data directory; a configuration that cannot
+//! hold the trades is reported rejected with its reason while the rest of the matrix runs.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::influxd::Influxd;
+use ohlcv::bench::server::Probe;
+use ohlcv::bench::workload::{self, CandlePath};
+use ohlcv::bench::{self, BenchOptions, Matrix, Vary};
+use ohlcv::ingest::Progress;
+use ohlcv::store::influx::client::Client;
+use ohlcv::store::influx::{Api, Precision, Schema};
+
+const TRADES: u64 = 20_000;
+
+fn options(server: &Influxd, scratch: &std::path::Path) -> BenchOptions {
+    BenchOptions {
+        load: common::small_config(TRADES),
+        matrix: Matrix {
+            schemas: Schema::ALL.to_vec(),
+            batch_lines: vec![2_000],
+            writers: vec![2],
+            gzip: vec![false, true],
+            precision: vec![Precision::Ns, Precision::Ms, Precision::Us],
+            vary: Vary::One,
+        },
+        query_runs: 2,
+        verify_sample: 100,
+        threads: 2,
+        prefix: "bench_test".into(),
+        server_pid: Some(server.pid()),
+        server_data_dirs: server.data_dirs(),
+        scratch: scratch.join("checkpoints"),
+    }
+}
+
+#[test]
+fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
+    let server = Influxd::start();
+    let config = common::influx::config(&server.url(), Api::V1, None, "unused");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut heard = Vec::new();
+    let report = bench::run(
+        &config,
+        &options(&server, scratch.path()),
+        &Progress::default(),
+        |run| heard.push(run.settings.label()),
+    )
+    .unwrap();
+
+    assert_eq!(report.server.version.as_deref(), Some("1.6.7~rc0"));
+    assert_eq!(report.server.url, format!("{}/", server.url()));
+    // The four schemas, gzip, then ms (rejected) and us: the matrix went on after the
+    // rejection.
+    assert_eq!(report.runs.len(), 7, "{heard:?}");
+    assert_eq!(heard.len(), 7);
+    let schemas: Vec<Schema> = report.runs.iter().take(4).map(|r| r.schema).collect();
+    assert_eq!(schemas, Schema::ALL);
+    let ms = &report.runs[5];
+    assert_eq!(ms.settings.precision, Precision::Ms);
+    let reason = ms.rejected.as_deref().unwrap();
+    assert!(
+        reason.contains("precision ms would cut the times of"),
+        "{reason}"
+    );
+    assert!(!ms.verified && ms.trades_per_second.is_none() && ms.disk_bytes.is_none());
+    assert_eq!(report.runs[6].settings.precision, Precision::Us);
+
+    for run in report.runs.iter().filter(|r| r.rejected.is_none()) {
+        let label = run.settings.label();
+        assert!(run.verified, "{label}");
+        assert_eq!(run.trades, Some(TRADES), "{label}");
+        let (seconds, rate) = (run.seconds.unwrap(), run.trades_per_second.unwrap());
+        assert!((rate * seconds - TRADES as f64).abs() < 1.0, "{label}");
+        let latency = run.write_latency_ms.unwrap();
+        assert!(0.0 < latency.p50 && latency.p50 <= latency.p99, "{label}");
+        assert!(run.server_cpu_seconds.unwrap() >= 0.0, "{label}");
+        assert!(run.server_peak_rss_bytes.unwrap() > 0, "{label}");
+        // The server counts its TSM files and WAL; the directory also holds the database's
+        // series file and index.
+        let (disk, dir) = (run.disk_bytes.unwrap(), run.data_dir_bytes.unwrap());
+        assert!(0 < disk && disk <= dir, "{label}: {disk} {dir}");
+        assert_eq!(run.bytes_per_trade, Some(disk as f64 / TRADES as f64));
+        assert!(run.bytes_sent.unwrap() > 0);
+
+        // Every query answered, and each candle query returns as many candles on every path.
+        let mut rows: HashMap<&str, u64> = HashMap::new();
+        for q in run
+            .queries
+            .iter()
+            .filter(|q| q.name != workload::DOWNSAMPLE)
+        {
+            assert_eq!(q.error, None, "{label}: {}", q.name);
+            assert!(
+                q.cold_ms.is_some() && q.p50_ms <= q.p99_ms,
+                "{label}: {q:?}"
+            );
+            let seen = *rows.entry(q.name.as_str()).or_insert(q.rows.unwrap());
+            assert_eq!(
+                Some(seen),
+                q.rows,
+                "{label}: {} on {:?}",
+                q.name,
+                q.candle_path
+            );
+        }
+        assert_eq!(rows.get("last 100 trades"), Some(&100));
+        assert!(rows["1m candles, a day"] > 0 && rows["1d candles, the load"] > 0);
+        for path in [
+            CandlePath::Stored1m,
+            CandlePath::ServerGroupBy,
+            CandlePath::Downsampled,
+        ] {
+            assert_eq!(
+                run.queries.iter().filter(|q| q.candle_path == path).count(),
+                if path == CandlePath::Downsampled {
+                    4
+                } else {
+                    3
+                },
+                "{label}: {path:?}"
+            );
+        }
+    }
+
+    // Every database the benchmark created is dropped.
+    let databases = Client::new(config.clone())
+        .unwrap()
+        .influxql("SHOW DATABASES", None)
+        .unwrap();
+    assert!(
+        !databases
+            .iter()
+            .any(|row| row[0].as_str().unwrap().starts_with("bench_test")),
+        "{databases:?}"
+    );
+
+    // The files: a figure that could not be read is null, not 0.
+    let dir = scratch.path().join("report");
+    report.write(&dir).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["schema"], "tags");
+    assert_eq!(runs[0]["settings"]["precision"], "ns");
+    assert_eq!(runs[0]["candle_path"], "stored_1m");
+    assert!(runs[5]["trades_per_second"].is_null() && runs[5]["rejected"].is_string());
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("rejected: precision ms"), "{md}");
+    assert!(md.contains("| throughput |"), "{md}");
+    for chart in ["throughput.svg", "bytes_per_trade.svg", "query_latency.svg"] {
+        let svg = std::fs::read_to_string(dir.join(chart)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{chart}");
+    }
+}
+
+#[test]
+fn without_the_pid_memory_comes_from_debug_vars_and_cpu_is_unknown() {
+    let server = Influxd::start();
+    let config = common::influx::config(&server.url(), Api::V1, None, "unused");
+    let probe = Probe::new(&config, None, Vec::new()).unwrap();
+    assert!(probe.memory_bytes().unwrap() > 0);
+    assert_eq!(probe.cpu_seconds(), None, "1.x publishes no CPU figure");
+    assert_eq!(probe.data_dir_bytes("unused"), None);
+    assert_eq!(probe.disk_bytes(&config), None, "no such database");
+    let local = Probe::new(&config, Some(server.pid()), server.data_dirs()).unwrap();
+    assert!(local.cpu_seconds().is_some());
+}
