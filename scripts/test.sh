@@ -21,8 +21,9 @@ if ! command -v influxd >/dev/null 2>&1; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq influxdb >/dev/null
 fi
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "python3 not found: installing Debian's python3, venv and pip, for Schemathesis and the S3 tests"
+# Debian's python3 comes without venv and pip, which Schemathesis's environment needs.
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "python3 with venv and pip not found: installing Debian's, for Schemathesis and the S3 tests"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
 fi

@@ -24,7 +24,10 @@
 //!
 //! No input may panic the library: outside tests, `unwrap`, `expect`, unchecked indexing,
 //! `panic!` and `unreachable!` are denied. Where an index is in range by construction, an
-//! `allow` on the function names that invariant.
+//! `allow` on the function names that invariant. A few functions take a position from their
+//! caller (`MarketPlan::chunk`, `TradeColumns::trade`, `TradeJson::new`,
+//! `line_protocol::push_trade`) and, like slice indexing, panic past the end: their callers
+//! iterate the positions they index.
 
 #![cfg_attr(
     not(test),

@@ -346,7 +346,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     serde::Deserialize::deserialize(d).map(Some)
 }
 
-/// Every ingestion since the server started, oldest first.
+/// The ingestions the server keeps (the latest `--ingestion-history`), oldest first.
 #[utoipa::path(get, path = "/api/v1/ingestions", tag = "ingestions",
     responses((status = 200, description = "The ingestions", body = IngestionList)))]
 pub(super) async fn list(State(state): State<AppState>) -> Response {

@@ -395,7 +395,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         Ok(Err(crate::store::StoreError::Empty(_))) => "the store holds no load yet".to_string(),
         Ok(Err(e)) => {
             tracing::warn!(error = %crate::telemetry::chain(&e), "not ready");
-            "the store is not reachable".to_string()
+            "the store cannot be read; the server log has the details".to_string()
         }
         Err(_) => "the store is not reachable".to_string(),
     };

@@ -88,8 +88,8 @@ impl Problem {
         )
     }
 
-    /// What a handler that panicked answers: a 500 like any internal error (the panic itself
-    /// is logged by the panic hook, under the same request id).
+    /// What a handler that panicked answers: a 500 like any internal error, logged with the
+    /// request id and the panic's message (the panic hook has logged where it happened).
     pub(super) fn from_panic(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
         let what = telemetry::panic_message(payload.as_ref());
         Self::internal(&format_args!("a handler panicked: {what}")).into_response()
