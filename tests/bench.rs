@@ -170,3 +170,70 @@ fn without_the_pid_memory_comes_from_debug_vars_and_cpu_is_unknown() {
     let local = Probe::new(&config, Some(server.pid()), server.data_dirs()).unwrap();
     assert!(local.cpu_seconds().is_some());
 }
+
+/// The command as a user runs it: flags for a one-configuration matrix plus a precision the
+/// trades do not fit, a report on disk, a line per configuration, and the report's path.
+#[test]
+fn the_command_writes_its_report_and_names_each_configuration() {
+    let server = Influxd::start();
+    let report = tempfile::tempdir().unwrap();
+    let data_dirs: Vec<String> = server
+        .data_dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ohlcv"))
+        .args(["--store", "influxdb", "--influxdb-api", "v1"])
+        .args(["--influxdb-url", &server.url()])
+        .args([
+            "bench",
+            "influx",
+            "--trades",
+            "5000",
+            "--symbols",
+            "AAPL,MSFT",
+        ])
+        .args(["--start", "2024-03-04", "--end", "2024-03-08"])
+        .args([
+            "--schema",
+            "tags",
+            "--batch-lines",
+            "2000",
+            "--writers",
+            "1",
+        ])
+        .args([
+            "--gzip",
+            "false",
+            "--precision",
+            "ns,ms",
+            "--query-runs",
+            "2",
+        ])
+        .args([
+            "--verify-sample",
+            "50",
+            "--server-pid",
+            &server.pid().to_string(),
+        ])
+        .args(["--server-data-dir", &data_dirs.join(",")])
+        .arg("--report")
+        .arg(report.path())
+        .env_remove("INFLUXDB_URL")
+        .env_remove("INFLUXDB_TOKEN")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 configurations; report in"), "{stdout}");
+    assert!(stderr.contains("trades/s, verified: true"), "{stderr}");
+    assert!(stderr.contains("rejected:"), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 2, "{json}");
+    assert!(report.path().join("report.md").is_file());
+}

@@ -491,3 +491,41 @@ fn a_load_older_than_the_retention_fails_saying_why() {
     assert!(chain.contains("beyond retention policy"), "{chain}");
     assert_eq!(trades_stored(&created_short), 0);
 }
+
+/// The commands a user types against InfluxDB 1.x: setup, load, verify, candles, each a
+/// process of its own.
+#[test]
+fn the_cli_loads_verifies_and_reads_influxdb() {
+    let server = Influxd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ohlcv = |args: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ohlcv"))
+            .args(["--data-dir"])
+            .arg(dir.path())
+            .args(["--store", "influxdb", "--influxdb-api", "v1"])
+            .args(["--influxdb-url", &server.url()])
+            .args(args.split_whitespace())
+            .env_remove("INFLUXDB_TOKEN")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args}: {text}");
+        text
+    };
+    assert!(ohlcv("influx setup").contains("created"));
+    let summary = ohlcv(
+        "load --trades 5000 --symbols AAPL,MSFT --start 2024-03-04 --end 2024-03-08 --batch-lines 1000",
+    );
+    assert!(summary.contains("trades          5000"), "{summary}");
+    assert!(summary.contains("chunks"), "{summary}");
+    assert!(ohlcv("verify --sample 50").contains("OK"));
+    let candles = ohlcv(
+        "candles --symbol AAPL --interval 1d --start 2024-03-04 --end 2024-03-09 --format csv",
+    );
+    assert_eq!(candles.lines().count(), 6, "{candles}");
+}
