@@ -83,6 +83,11 @@ impl ParquetStore {
         }
     }
 
+    /// The decoded-candle cache's key of `file`: a replaced load's files are other entries.
+    fn cache_key(manifest: &Manifest, file: &str) -> String {
+        format!("{}/{file}", manifest.root)
+    }
+
     /// All of `symbol`'s 1-minute candles in `file` of `manifest`'s load, decoded once.
     fn file_candles(
         &self,
@@ -90,7 +95,7 @@ impl ParquetStore {
         file: &str,
         symbol: &Symbol,
     ) -> Result<Arc<Vec<Candle>>> {
-        let key = format!("{}/{file}", manifest.root);
+        let key = Self::cache_key(manifest, file);
         self.cache.candles(Level::Minutes, &key, symbol, || {
             let mut all = Vec::new();
             self.scan_file(
@@ -116,7 +121,7 @@ impl ParquetStore {
         file: &str,
         symbol: &Symbol,
     ) -> Result<Arc<Vec<Candle>>> {
-        let key = format!("{}/{file}", manifest.root);
+        let key = Self::cache_key(manifest, file);
         self.cache.candles(Level::Hours, &key, symbol, || {
             Ok(crate::candles::hour_candles(
                 &self.file_candles(manifest, file, symbol)?,
