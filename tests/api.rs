@@ -109,6 +109,9 @@ fn symbols_list_counts_and_edges() {
             .json()
             .unwrap();
     assert_eq!(trades["trades"][0]["time"], first);
+    // Answered again from the list kept for this manifest.
+    let again: serde_json::Value = get("/api/v1/symbols").json().unwrap();
+    assert_eq!(again, v);
 }
 
 #[test]

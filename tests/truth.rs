@@ -93,14 +93,16 @@ fn a_replace_keeps_the_last_complete_load_served_until_it_is_complete() {
     cancel(&url, &job);
     assert_eq!(reads(&url), before, "after the replace was cancelled");
 
-    // A replace run to the end swaps in whole; the cancelled one's generation is gone.
+    // A replace run to the end swaps in whole; the cancelled one's generation is gone. One
+    // trade more than the first, so that the symbols' counts differ too.
     let second = GeneratorConfig {
         seed: 9,
+        trades: 20_001,
         ..first.clone()
     };
     let r = Client::new()
         .post(format!("{url}/api/v1/ingestions"))
-        .json(&json!({"trades": 20_000, "seed": 9, "replace": true}))
+        .json(&json!({"trades": 20_001, "seed": 9, "replace": true}))
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
@@ -126,6 +128,11 @@ fn a_replace_keeps_the_last_complete_load_served_until_it_is_complete() {
     let after = reads(&url);
     assert_eq!(after.each_ref().map(|r| r.0), [200, 200, 200], "{after:?}");
     assert_ne!(after[1], before[1], "the new load's candles");
+    // The symbol list kept for the first load was dropped with its manifest: a server started
+    // afresh on the new load lists the same.
+    let (fresh, _fresh_rt) = common::serve(common::app_state(dir.path(), second.clone(), TIMEOUT));
+    assert_eq!(after[0], get(&format!("{fresh}/api/v1/symbols")));
+    assert_ne!(after[0], before[0], "the new load's symbols");
 
     // And back: the first load, in a generation of its own; the second's is removed.
     let r = Client::new()

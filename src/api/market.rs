@@ -19,13 +19,13 @@ use crate::query::{self, CandleQuery, QueryError};
 use crate::stats::{self, StatsReport};
 use crate::store::{Manifest, Store};
 
-#[derive(Serialize, utoipa::ToSchema)]
-struct SymbolList {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct SymbolList {
     symbols: Vec<SymbolInfo>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-struct SymbolInfo {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct SymbolInfo {
     symbol: String,
     first_trade: Option<String>,
     last_trade: Option<String>,
@@ -35,22 +35,39 @@ struct SymbolInfo {
 /// Each symbol of the stored load with its first and last trade and count, over the
 /// partitions the manifest lists as stored (not those a load has yet to
 /// write). A stored partition holds exactly its chunks of the load's plan (`ohlcv verify`), so
-/// the plan says which trades those are without reading them.
+/// the plan says which trades those are without reading them; the first and last trade come
+/// from generating their chunks, so the list is kept until the manifest changes.
 #[utoipa::path(get, path = "/api/v1/symbols", tag = "market data",
     responses(
         (status = 200, description = "The symbols", body = SymbolList),
         (status = 503, description = "No load stored yet, the stored load is incomplete (`load_incomplete`), the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn symbols(State(state): State<AppState>) -> Result<Response, Problem> {
+    // Held across the computation, as the stats cache is, so concurrent first requests after a
+    // load compute the list once.
+    let cache = state.symbols.clone().lock_owned().await;
     let list = state
-        .read(|store| {
+        .read(move |store| {
+            let mut cache = cache;
             let manifest = store.manifest().map_err(|e| Problem::from_store(&e))?;
+            if let Some((cached, list)) = cache.as_ref()
+                && *cached == manifest
+            {
+                return Ok(list.clone());
+            }
             let plan = MarketPlan::new(manifest.load.clone()).map_err(|e| Problem::internal(&e))?;
-            Ok(stored_symbols(&plan, &manifest))
+            let list = Arc::new(SymbolList {
+                symbols: stored_symbols(&plan, &manifest),
+            });
+            *cache = Some((manifest, list.clone()));
+            Ok(list)
         })
         .await?;
-    Ok(axum::Json(SymbolList { symbols: list }).into_response())
+    Ok(axum::Json(list.as_ref()).into_response())
 }
+
+/// The symbol list of the stored load, with the manifest it was computed from.
+pub(super) type SymbolsCache = Option<(Manifest, Arc<SymbolList>)>;
 
 /// The symbols of `plan` with the trades of theirs that `manifest`'s partitions hold.
 fn stored_symbols(plan: &MarketPlan, manifest: &Manifest) -> Vec<SymbolInfo> {

@@ -60,6 +60,8 @@ pub struct AppState {
     settings: Arc<Settings>,
     /// `/api/v1/stats` reports of the stored load, computed one at a time.
     stats: Arc<tokio::sync::Mutex<market::StatsCache>>,
+    /// `/api/v1/symbols`'s list of the stored load.
+    symbols: Arc<tokio::sync::Mutex<market::SymbolsCache>>,
 }
 
 /// How the server answers, beside what it loads.
@@ -106,6 +108,7 @@ impl AppState {
             load_defaults: Arc::new(load_defaults),
             settings: Arc::new(settings),
             stats: Arc::default(),
+            symbols: Arc::default(),
         }
     }
 
