@@ -36,7 +36,7 @@ pub use profiles::Profile;
 pub use sizes::SizeTable;
 
 /// Bumped whenever a change alters generated trades, so stored loads can tell.
-pub const GENERATOR_VERSION: u32 = 5;
+pub const GENERATOR_VERSION: u32 = 6;
 
 /// Loads whose busiest chunk has at most this many trades get microsecond timestamps. Even a
 /// minute 40 times busier than the session's average then uses well under the minute's 60

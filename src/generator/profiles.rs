@@ -16,17 +16,18 @@ pub struct Profile {
     pub adv_millions: f64,
 }
 
-/// Approximate closes of 2023-12-29, rounded; volatilities are rounded realised 2023-2024
-/// levels, not a published 2024 figure (none was found; docs/GENERATOR.md). For AAPL, MSFT,
-/// AMZN, GOOGL and META the average daily volumes are the averages MarketBeat published in
-/// late 2024 (20 December; GOOGL 22 November), which set the default load's split; for the
-/// others only their rough order matters.
+/// Closes of 2023-12-29. For AAPL, MSFT, AMZN, GOOGL and META, calendar 2024 as Yahoo
+/// Finance's daily history gives it (docs/GENERATOR.md names the copy used): the realised
+/// volatility of the 252 daily log returns from the 2023-12-29 close to the 2024-12-31 close,
+/// and the mean daily share volume of the 252 sessions, which sets the default load's split.
+/// For the others the volatilities are rounded recent levels and only the volumes' rough order
+/// matters.
 const KNOWN: &[(&str, f64, f64, f64)] = &[
-    ("AAPL", 192.53, 0.22, 57.67),
-    ("MSFT", 376.04, 0.24, 20.73),
-    ("AMZN", 151.94, 0.32, 41.42),
-    ("GOOGL", 139.69, 0.30, 27.26),
-    ("META", 353.96, 0.38, 14.87),
+    ("AAPL", 192.53, 0.226, 57.11),
+    ("MSFT", 376.04, 0.200, 20.59),
+    ("AMZN", 151.94, 0.281, 40.97),
+    ("GOOGL", 139.69, 0.280, 27.46),
+    ("META", 353.96, 0.357, 14.68),
     ("NVDA", 495.22, 0.50, 45.0),
     ("TSLA", 248.48, 0.55, 95.0),
     ("JPM", 170.10, 0.20, 9.0),
