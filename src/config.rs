@@ -382,7 +382,7 @@ pub struct BenchInfluxArgs {
         env = "OHLCV_BENCH_SCHEMA",
         value_delimiter = ',',
         value_enum,
-        default_value = "tags,side_field,integer_price,per_symbol"
+        default_value = "tags,side_field,integer_price,per_symbol,no_trade_id"
     )]
     pub schema: Vec<Schema>,
     /// Lines per write request to try (comma list).

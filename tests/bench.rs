@@ -54,13 +54,13 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
 
     assert_eq!(report.server.version.as_deref(), Some("1.6.7~rc0"));
     assert_eq!(report.server.url, format!("{}/", server.url()));
-    // The four schemas, gzip, then ms (rejected) and us: the matrix went on after the
-    // rejection.
-    assert_eq!(report.runs.len(), 7, "{heard:?}");
-    assert_eq!(heard.len(), 7);
-    let schemas: Vec<Schema> = report.runs.iter().take(4).map(|r| r.schema).collect();
+    // Every schema, gzip, then ms (rejected) and us: the matrix went on after the rejection.
+    let n = Schema::ALL.len();
+    assert_eq!(report.runs.len(), n + 3, "{heard:?}");
+    assert_eq!(heard.len(), n + 3);
+    let schemas: Vec<Schema> = report.runs.iter().take(n).map(|r| r.schema).collect();
     assert_eq!(schemas, Schema::ALL);
-    let ms = &report.runs[5];
+    let ms = &report.runs[n + 1];
     assert_eq!(ms.settings.precision, Precision::Ms);
     let reason = ms.rejected.as_deref().unwrap();
     assert!(
@@ -68,7 +68,7 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
         "{reason}"
     );
     assert!(!ms.verified && ms.trades_per_second.is_none() && ms.disk_bytes.is_none());
-    assert_eq!(report.runs[6].settings.precision, Precision::Us);
+    assert_eq!(report.runs[n + 2].settings.precision, Precision::Us);
 
     for run in report.runs.iter().filter(|r| r.rejected.is_none()) {
         let label = run.settings.label();
@@ -148,7 +148,8 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
     assert_eq!(runs[0]["schema"], "tags");
     assert_eq!(runs[0]["settings"]["precision"], "ns");
     assert_eq!(runs[0]["candle_path"], "stored_1m");
-    assert!(runs[5]["trades_per_second"].is_null() && runs[5]["rejected"].is_string());
+    assert_eq!(runs[n - 1]["schema"], "no_trade_id");
+    assert!(runs[n + 1]["trades_per_second"].is_null() && runs[n + 1]["rejected"].is_string());
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("rejected: precision ms"), "{md}");
     assert!(md.contains("| throughput |"), "{md}");
