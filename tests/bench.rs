@@ -172,12 +172,19 @@ fn without_the_pid_memory_comes_from_debug_vars_and_cpu_is_unknown() {
     assert!(local.cpu_seconds().is_some());
 }
 
-/// The command as a user runs it: flags for a one-configuration matrix plus a precision the
-/// trades do not fit, a report on disk, a line per configuration, and the report's path.
+/// The command as a user runs it: a matrix file and flags for a one-configuration matrix
+/// plus a precision the trades do not fit, the flags winning over the file; a report on disk,
+/// a line per configuration, and the report's path.
 #[test]
 fn the_command_writes_its_report_and_names_each_configuration() {
     let server = Influxd::start();
     let report = tempfile::tempdir().unwrap();
+    let matrix = report.path().join("matrix.toml");
+    std::fs::write(
+        &matrix,
+        "schema = [\"no_trade_id\"]\nwriters = [3]\nprecision = [\"ns\", \"ms\"]\n",
+    )
+    .unwrap();
     let data_dirs: Vec<String> = server
         .data_dirs()
         .iter()
@@ -195,22 +202,10 @@ fn the_command_writes_its_report_and_names_each_configuration() {
             "AAPL,MSFT",
         ])
         .args(["--start", "2024-03-04", "--end", "2024-03-08"])
-        .args([
-            "--schema",
-            "tags",
-            "--batch-lines",
-            "2000",
-            "--writers",
-            "1",
-        ])
-        .args([
-            "--gzip",
-            "false",
-            "--precision",
-            "ns,ms",
-            "--query-runs",
-            "2",
-        ])
+        .arg("--matrix")
+        .arg(&matrix)
+        .args(["--batch-lines", "2000", "--writers", "1"])
+        .args(["--gzip", "false", "--query-runs", "2"])
         .args([
             "--verify-sample",
             "50",
@@ -235,6 +230,10 @@ fn the_command_writes_its_report_and_names_each_configuration() {
     assert!(stderr.contains("rejected:"), "{stderr}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(report.path().join("report.json")).unwrap()).unwrap();
-    assert_eq!(json["runs"].as_array().unwrap().len(), 2, "{json}");
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{json}");
+    assert_eq!(runs[0]["schema"], "no_trade_id", "from the file");
+    assert_eq!(runs[0]["settings"]["writers"], 1, "the flag over the file");
+    assert_eq!(runs[1]["settings"]["precision"], "ms", "from the file");
     assert!(report.path().join("report.md").is_file());
 }
