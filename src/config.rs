@@ -425,6 +425,12 @@ pub struct BenchInfluxArgs {
     /// comma list), when the server is local: the database's files there are reported too.
     #[arg(long, env = "OHLCV_BENCH_SERVER_DATA_DIR", value_delimiter = ',')]
     pub server_data_dir: Vec<PathBuf>,
+    /// Seconds to wait after each load for a 1.x server to compact it (WAL snapshotted, no
+    /// compaction running or queued), for its disk bytes after compaction; 0 does not wait.
+    /// Only useful with the server's [data] cache-snapshot-write-cold-duration and
+    /// compact-full-write-cold-duration below it, as scripts/bench-influx.sh sets them.
+    #[arg(long, env = "OHLCV_BENCH_COMPACTION_WAIT_SECS", default_value_t = 0)]
+    pub compaction_wait_secs: u64,
     /// Where report.json, report.md and the charts go.
     #[arg(long, env = "OHLCV_BENCH_REPORT", default_value = "./bench-report")]
     pub report: PathBuf,
@@ -469,6 +475,7 @@ impl BenchInfluxArgs {
             server_pid: self.server_pid,
             server_data_dirs: self.server_data_dir.clone(),
             scratch: self.report.join("checkpoints"),
+            compaction_wait: Duration::from_secs(self.compaction_wait_secs),
         })
     }
 }

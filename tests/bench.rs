@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use common::influxd::Influxd;
 use ohlcv::bench::server::Probe;
@@ -35,6 +36,8 @@ fn options(server: &Influxd, scratch: &std::path::Path) -> BenchOptions {
         server_pid: Some(server.pid()),
         server_data_dirs: server.data_dirs(),
         scratch: scratch.join("checkpoints"),
+        // The harness's server snapshots its WAL only after 10 minutes without writes.
+        compaction_wait: Duration::from_secs(1),
     }
 }
 
@@ -85,6 +88,10 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
         let (disk, dir) = (run.disk_bytes.unwrap(), run.data_dir_bytes.unwrap());
         assert!(0 < disk && disk <= dir, "{label}: {disk} {dir}");
         assert_eq!(run.bytes_per_trade, Some(disk as f64 / TRADES as f64));
+        assert_eq!(
+            run.disk_bytes_compacted, None,
+            "{label}: not compacted within 1 s"
+        );
         assert!(run.bytes_sent.unwrap() > 0);
 
         // Every query answered, and each candle query returns as many candles on every path.
@@ -157,6 +164,43 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
         let svg = std::fs::read_to_string(dir.join(chart)).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{chart}");
     }
+}
+
+/// On a server that compacts a second after the last write, the disk after compaction is
+/// read once the WAL is snapshotted into TSM files, which hold the trades in less than the
+/// WAL did; without waiting it is not read.
+#[test]
+fn the_disk_after_compaction_is_read_once_the_server_has_compacted() {
+    let server = Influxd::start_compacting();
+    let config = common::influx::config(&server.url(), Api::V1, None, "unused");
+    let scratch = tempfile::tempdir().unwrap();
+    let base = options(&server, scratch.path());
+    let one = |compaction_wait| BenchOptions {
+        matrix: Matrix {
+            schemas: vec![Schema::Tags],
+            gzip: vec![false],
+            precision: vec![Precision::Ns],
+            ..base.matrix.clone()
+        },
+        compaction_wait,
+        ..base.clone()
+    };
+    let compacted = |options: &BenchOptions| {
+        let report = bench::run(&config, options, &Progress::default(), |_| {}).unwrap();
+        let run = report.runs.into_iter().next().unwrap();
+        assert!(run.verified);
+        run
+    };
+    let run = compacted(&one(Duration::from_secs(120)));
+    let (after, before) = (run.disk_bytes_compacted.unwrap(), run.disk_bytes.unwrap());
+    assert!(0 < after && after < before, "{after} {before}");
+    assert_eq!(
+        run.bytes_per_trade_compacted,
+        Some(after as f64 / TRADES as f64)
+    );
+    let unmeasured = compacted(&one(Duration::ZERO));
+    assert_eq!(unmeasured.disk_bytes_compacted, None);
+    assert_eq!(unmeasured.bytes_per_trade_compacted, None);
 }
 
 #[test]

@@ -307,6 +307,9 @@ pub struct BenchOptions {
     pub server_data_dirs: Vec<PathBuf>,
     /// Where checkpoints go while a configuration loads.
     pub scratch: PathBuf,
+    /// How long to wait after each load for the server to compact it, for the disk bytes
+    /// after compaction (1.x only); zero: not measured.
+    pub compaction_wait: std::time::Duration,
 }
 
 /// Why `precision` cannot store the trades of `plan` exactly, if it cannot: a trade time that
@@ -483,6 +486,7 @@ fn run_one(
             .and_then(|c| influx::admin::bucket_id(&c).ok().flatten()),
     };
     let data_dir_bytes = dir_name.and_then(|name| probe.data_dir_bytes(&name));
+    let disk_bytes_compacted = probe.compacted_disk_bytes(target, options.compaction_wait);
 
     let store = influx::open(target.clone()).map_err(BenchError::Influx)?;
     let ((queries, verified), peak_reading) = probe.watch_memory(|| {
@@ -512,6 +516,9 @@ fn run_one(
         data_dir_bytes,
         bytes_per_trade: disk_bytes
             .or(data_dir_bytes)
+            .map(|b| b as f64 / summary.trades.max(1) as f64),
+        disk_bytes_compacted,
+        bytes_per_trade_compacted: disk_bytes_compacted
             .map(|b| b as f64 / summary.trades.max(1) as f64),
         bytes_sent: batches.map(|b| b.bytes_sent),
         queries,
