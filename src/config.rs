@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration as Days, NaiveDate};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::api::{Auth, AuthScope, Limits};
-use crate::bench::{BenchOptions, Matrix, Vary};
+use crate::bench::{self, BenchOptions, MatrixFile, Vary};
 use crate::calendar;
 use crate::candles::{Fill, Interval};
 use crate::format::Format;
@@ -376,41 +376,35 @@ pub struct BenchInfluxArgs {
     pub end: NaiveDate,
     #[arg(long, env = "OHLCV_BENCH_SEED", default_value_t = 42)]
     pub seed: u64,
-    /// Data models to try (comma list; docs/INFLUXDB.md, "Schema").
-    #[arg(
-        long,
-        env = "OHLCV_BENCH_SCHEMA",
-        value_delimiter = ',',
-        value_enum,
-        default_value = "tags,side_field,integer_price,per_symbol"
-    )]
-    pub schema: Vec<Schema>,
-    /// Lines per write request to try (comma list).
-    #[arg(long, env = "OHLCV_BENCH_BATCH_LINES", value_delimiter = ',', default_value = "10000,1000,50000",
-        value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub batch_lines: Vec<u64>,
-    /// Concurrent writers to try (comma list).
-    #[arg(long, env = "OHLCV_BENCH_WRITERS", value_delimiter = ',', default_value = "2,1,4",
-        value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub writers: Vec<u64>,
-    /// Gzip request bodies or not (comma list of true, false).
-    #[arg(long, env = "OHLCV_BENCH_GZIP", value_delimiter = ',', default_value = "false,true",
+    /// The matrix as a TOML file: any of the keys schema, batch_lines, writers, gzip,
+    /// precision (lists) and vary, as the flags below are named. A flag given (or its
+    /// environment variable) wins over the file's key; the file's key over the default.
+    #[arg(long, env = "OHLCV_BENCH_MATRIX")]
+    pub matrix: Option<PathBuf>,
+    /// Data models to try (comma list; docs/INFLUXDB.md, "Schema")
+    /// [default: tags,side_field,integer_price,per_symbol,no_trade_id].
+    #[arg(long, env = "OHLCV_BENCH_SCHEMA", value_delimiter = ',', value_enum)]
+    pub schema: Option<Vec<Schema>>,
+    /// Lines per write request to try (comma list) [default: 10000,1000,50000].
+    #[arg(long, env = "OHLCV_BENCH_BATCH_LINES", value_delimiter = ',',
+        value_parser = clap::value_parser!(u64).range(1..=bench::MAX_BATCH_LINES as u64))]
+    pub batch_lines: Option<Vec<u64>>,
+    /// Concurrent writers to try (comma list) [default: 2,1,4].
+    #[arg(long, env = "OHLCV_BENCH_WRITERS", value_delimiter = ',',
+        value_parser = clap::value_parser!(u64).range(1..=bench::MAX_WRITERS as u64))]
+    pub writers: Option<Vec<u64>>,
+    /// Gzip request bodies or not (comma list of true, false) [default: false,true].
+    #[arg(long, env = "OHLCV_BENCH_GZIP", value_delimiter = ',',
         value_parser = clap::value_parser!(bool))]
-    pub gzip: Vec<bool>,
+    pub gzip: Option<Vec<bool>>,
     /// Timestamp precisions to try (comma list); one coarser than the trades' times is
-    /// reported rejected, with how many trades it would cut or merge.
-    #[arg(
-        long,
-        env = "OHLCV_BENCH_PRECISION",
-        value_delimiter = ',',
-        value_enum,
-        default_value = "ns,us,ms"
-    )]
-    pub precision: Vec<Precision>,
+    /// reported rejected, with how many trades it would cut or merge [default: ns,us,ms].
+    #[arg(long, env = "OHLCV_BENCH_PRECISION", value_delimiter = ',', value_enum)]
+    pub precision: Option<Vec<Precision>>,
     /// one: the first value of each list is the base and every other value is tried with
-    /// the base's other settings; all: every combination.
-    #[arg(long, env = "OHLCV_BENCH_VARY", value_enum, default_value_t = Vary::One)]
-    pub vary: Vary,
+    /// the base's other settings; all: every combination [default: one].
+    #[arg(long, env = "OHLCV_BENCH_VARY", value_enum)]
+    pub vary: Option<Vary>,
     /// Warm runs of each query, after its cold run.
     #[arg(long, env = "OHLCV_BENCH_QUERY_RUNS", default_value_t = 10)]
     pub query_runs: usize,
@@ -431,15 +425,41 @@ pub struct BenchInfluxArgs {
     /// comma list), when the server is local: the database's files there are reported too.
     #[arg(long, env = "OHLCV_BENCH_SERVER_DATA_DIR", value_delimiter = ',')]
     pub server_data_dir: Vec<PathBuf>,
+    /// Seconds to wait after each load for a 1.x server to compact it (WAL snapshotted, no
+    /// compaction running or queued), for its disk bytes after compaction; 0 does not wait.
+    /// Only useful with the server's [data] cache-snapshot-write-cold-duration and
+    /// compact-full-write-cold-duration below it, as scripts/bench-influx.sh sets them.
+    #[arg(long, env = "OHLCV_BENCH_COMPACTION_WAIT_SECS", default_value_t = 0)]
+    pub compaction_wait_secs: u64,
     /// Where report.json, report.md and the charts go.
     #[arg(long, env = "OHLCV_BENCH_REPORT", default_value = "./bench-report")]
     pub report: PathBuf,
 }
 
 impl BenchInfluxArgs {
-    /// What to run; checkpoints go to a scratch directory inside the report's.
-    pub fn options(&self) -> BenchOptions {
-        BenchOptions {
+    /// What to run, the matrix from the flags, the file and the defaults; checkpoints go to
+    /// a scratch directory inside the report's.
+    pub fn options(&self) -> Result<BenchOptions, bench::BenchError> {
+        let file = match &self.matrix {
+            Some(path) => MatrixFile::read(path)?,
+            None => MatrixFile::default(),
+        };
+        let flags = MatrixFile {
+            schema: self.schema.clone(),
+            // The flags' ranges keep these far below usize::MAX.
+            batch_lines: self
+                .batch_lines
+                .as_ref()
+                .map(|b| b.iter().map(|&b| b as usize).collect()),
+            writers: self
+                .writers
+                .as_ref()
+                .map(|w| w.iter().map(|&w| w as usize).collect()),
+            gzip: self.gzip.clone(),
+            precision: self.precision.clone(),
+            vary: self.vary,
+        };
+        Ok(BenchOptions {
             load: GeneratorConfig {
                 trades: self.trades,
                 symbols: self.symbols.clone(),
@@ -447,15 +467,7 @@ impl BenchInfluxArgs {
                 end: self.end,
                 seed: self.seed,
             },
-            matrix: Matrix {
-                schemas: self.schema.clone(),
-                // The flags' ranges keep these far below usize::MAX.
-                batch_lines: self.batch_lines.iter().map(|&b| b as usize).collect(),
-                writers: self.writers.iter().map(|&w| w as usize).collect(),
-                gzip: self.gzip.clone(),
-                precision: self.precision.clone(),
-                vary: self.vary,
-            },
+            matrix: file.merge(flags),
             query_runs: self.query_runs,
             verify_sample: self.verify_sample,
             threads: self.threads,
@@ -463,7 +475,8 @@ impl BenchInfluxArgs {
             server_pid: self.server_pid,
             server_data_dirs: self.server_data_dir.clone(),
             scratch: self.report.join("checkpoints"),
-        }
+            compaction_wait: Duration::from_secs(self.compaction_wait_secs),
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use common::influxd::Influxd;
 use ohlcv::bench::server::Probe;
@@ -35,6 +36,8 @@ fn options(server: &Influxd, scratch: &std::path::Path) -> BenchOptions {
         server_pid: Some(server.pid()),
         server_data_dirs: server.data_dirs(),
         scratch: scratch.join("checkpoints"),
+        // The harness's server snapshots its WAL only after 10 minutes without writes.
+        compaction_wait: Duration::from_secs(1),
     }
 }
 
@@ -54,13 +57,13 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
 
     assert_eq!(report.server.version.as_deref(), Some("1.6.7~rc0"));
     assert_eq!(report.server.url, format!("{}/", server.url()));
-    // The four schemas, gzip, then ms (rejected) and us: the matrix went on after the
-    // rejection.
-    assert_eq!(report.runs.len(), 7, "{heard:?}");
-    assert_eq!(heard.len(), 7);
-    let schemas: Vec<Schema> = report.runs.iter().take(4).map(|r| r.schema).collect();
+    // Every schema, gzip, then ms (rejected) and us: the matrix went on after the rejection.
+    let n = Schema::ALL.len();
+    assert_eq!(report.runs.len(), n + 3, "{heard:?}");
+    assert_eq!(heard.len(), n + 3);
+    let schemas: Vec<Schema> = report.runs.iter().take(n).map(|r| r.schema).collect();
     assert_eq!(schemas, Schema::ALL);
-    let ms = &report.runs[5];
+    let ms = &report.runs[n + 1];
     assert_eq!(ms.settings.precision, Precision::Ms);
     let reason = ms.rejected.as_deref().unwrap();
     assert!(
@@ -68,7 +71,7 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
         "{reason}"
     );
     assert!(!ms.verified && ms.trades_per_second.is_none() && ms.disk_bytes.is_none());
-    assert_eq!(report.runs[6].settings.precision, Precision::Us);
+    assert_eq!(report.runs[n + 2].settings.precision, Precision::Us);
 
     for run in report.runs.iter().filter(|r| r.rejected.is_none()) {
         let label = run.settings.label();
@@ -85,6 +88,10 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
         let (disk, dir) = (run.disk_bytes.unwrap(), run.data_dir_bytes.unwrap());
         assert!(0 < disk && disk <= dir, "{label}: {disk} {dir}");
         assert_eq!(run.bytes_per_trade, Some(disk as f64 / TRADES as f64));
+        assert_eq!(
+            run.disk_bytes_compacted, None,
+            "{label}: not compacted within 1 s"
+        );
         assert!(run.bytes_sent.unwrap() > 0);
 
         // Every query answered, and each candle query returns as many candles on every path.
@@ -148,7 +155,8 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
     assert_eq!(runs[0]["schema"], "tags");
     assert_eq!(runs[0]["settings"]["precision"], "ns");
     assert_eq!(runs[0]["candle_path"], "stored_1m");
-    assert!(runs[5]["trades_per_second"].is_null() && runs[5]["rejected"].is_string());
+    assert_eq!(runs[n - 1]["schema"], "no_trade_id");
+    assert!(runs[n + 1]["trades_per_second"].is_null() && runs[n + 1]["rejected"].is_string());
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("rejected: precision ms"), "{md}");
     assert!(md.contains("| throughput |"), "{md}");
@@ -156,6 +164,43 @@ fn every_schema_verifies_figures_agree_and_a_colliding_precision_is_rejected() {
         let svg = std::fs::read_to_string(dir.join(chart)).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{chart}");
     }
+}
+
+/// On a server that compacts a second after the last write, the disk after compaction is
+/// read once the WAL is snapshotted into TSM files, which hold the trades in less than the
+/// WAL did; without waiting it is not read.
+#[test]
+fn the_disk_after_compaction_is_read_once_the_server_has_compacted() {
+    let server = Influxd::start_compacting();
+    let config = common::influx::config(&server.url(), Api::V1, None, "unused");
+    let scratch = tempfile::tempdir().unwrap();
+    let base = options(&server, scratch.path());
+    let one = |compaction_wait| BenchOptions {
+        matrix: Matrix {
+            schemas: vec![Schema::Tags],
+            gzip: vec![false],
+            precision: vec![Precision::Ns],
+            ..base.matrix.clone()
+        },
+        compaction_wait,
+        ..base.clone()
+    };
+    let compacted = |options: &BenchOptions| {
+        let report = bench::run(&config, options, &Progress::default(), |_| {}).unwrap();
+        let run = report.runs.into_iter().next().unwrap();
+        assert!(run.verified);
+        run
+    };
+    let run = compacted(&one(Duration::from_secs(120)));
+    let (after, before) = (run.disk_bytes_compacted.unwrap(), run.disk_bytes.unwrap());
+    assert!(0 < after && after < before, "{after} {before}");
+    assert_eq!(
+        run.bytes_per_trade_compacted,
+        Some(after as f64 / TRADES as f64)
+    );
+    let unmeasured = compacted(&one(Duration::ZERO));
+    assert_eq!(unmeasured.disk_bytes_compacted, None);
+    assert_eq!(unmeasured.bytes_per_trade_compacted, None);
 }
 
 #[test]
@@ -171,12 +216,19 @@ fn without_the_pid_memory_comes_from_debug_vars_and_cpu_is_unknown() {
     assert!(local.cpu_seconds().is_some());
 }
 
-/// The command as a user runs it: flags for a one-configuration matrix plus a precision the
-/// trades do not fit, a report on disk, a line per configuration, and the report's path.
+/// The command as a user runs it: a matrix file and flags for a one-configuration matrix
+/// plus a precision the trades do not fit, the flags winning over the file; a report on disk,
+/// a line per configuration, and the report's path.
 #[test]
 fn the_command_writes_its_report_and_names_each_configuration() {
     let server = Influxd::start();
     let report = tempfile::tempdir().unwrap();
+    let matrix = report.path().join("matrix.toml");
+    std::fs::write(
+        &matrix,
+        "schema = [\"no_trade_id\"]\nwriters = [3]\nprecision = [\"ns\", \"ms\"]\n",
+    )
+    .unwrap();
     let data_dirs: Vec<String> = server
         .data_dirs()
         .iter()
@@ -194,22 +246,10 @@ fn the_command_writes_its_report_and_names_each_configuration() {
             "AAPL,MSFT",
         ])
         .args(["--start", "2024-03-04", "--end", "2024-03-08"])
-        .args([
-            "--schema",
-            "tags",
-            "--batch-lines",
-            "2000",
-            "--writers",
-            "1",
-        ])
-        .args([
-            "--gzip",
-            "false",
-            "--precision",
-            "ns,ms",
-            "--query-runs",
-            "2",
-        ])
+        .arg("--matrix")
+        .arg(&matrix)
+        .args(["--batch-lines", "2000", "--writers", "1"])
+        .args(["--gzip", "false", "--query-runs", "2"])
         .args([
             "--verify-sample",
             "50",
@@ -234,6 +274,10 @@ fn the_command_writes_its_report_and_names_each_configuration() {
     assert!(stderr.contains("rejected:"), "{stderr}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(report.path().join("report.json")).unwrap()).unwrap();
-    assert_eq!(json["runs"].as_array().unwrap().len(), 2, "{json}");
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{json}");
+    assert_eq!(runs[0]["schema"], "no_trade_id", "from the file");
+    assert_eq!(runs[0]["settings"]["writers"], 1, "the flag over the file");
+    assert_eq!(runs[1]["settings"]["precision"], "ms", "from the file");
     assert!(report.path().join("report.md").is_file());
 }

@@ -321,6 +321,56 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
     }
 }
 
+/// A matrix file with an unknown key or a bad value stops `bench influx` before it reaches
+/// the server, with one line naming the file, the line and the problem.
+#[test]
+fn a_bad_matrix_file_gets_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "gzip = [true]\nwriter = [2]\n",
+            "line 2: unknown field `writer`",
+        ),
+        (
+            "schema = [\"tags\", \"tag\"]\n",
+            "line 1: unknown variant `tag`",
+        ),
+        ("writers = [0]\n", "writers: 0 is not in 1..=256"),
+    ];
+    for (i, (text, want)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("matrix{i}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = command(
+            dir.path(),
+            "--store influxdb --influxdb-api v1 --influxdb-url http://127.0.0.1:9 bench influx",
+        )
+        .arg("--matrix")
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{text:?}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{text:?}: {err}");
+        assert!(
+            err.contains(&format!("the matrix file {}: {want}", file.display())),
+            "{text:?}: {err}"
+        );
+    }
+    let out = command(
+        dir.path(),
+        "--store influxdb bench influx --matrix nowhere.toml",
+    )
+    .env("RUST_LOG", "warn")
+    .output()
+    .unwrap();
+    assert!(
+        stderr(&out).contains("cannot read the matrix file nowhere.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn a_killed_load_leaves_only_complete_partitions_and_resumes() {
     let dir = tempfile::tempdir().unwrap();

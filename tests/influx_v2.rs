@@ -783,6 +783,47 @@ fn flux_reads_equal_the_embedded_store() {
     assert!(err.contains("nowhere"), "{err}");
 }
 
+/// Without the `trade_id` field, Flux reads number the trades as the generator does: from
+/// the middle of a session and across sessions, the same trades with the same ids as the
+/// embedded store, and the load verifies.
+#[test]
+fn flux_reads_number_the_trades_of_a_load_without_trade_ids() {
+    let h = start();
+    ready(&h);
+    let dir = tempfile::tempdir().unwrap();
+    let load = common::small_config(6_000);
+    let config = InfluxConfig {
+        schema: influx::Schema::NoTradeId,
+        ..h.config("trades")
+    };
+    run(&options(config.clone(), load.clone(), dir.path()))
+        .0
+        .unwrap();
+    assert!(
+        h.state
+            .points
+            .lock()
+            .unwrap()
+            .values()
+            .all(|p| p.fields.iter().all(|(name, _)| name != "trade_id"))
+    );
+    let store = influx::open(config).unwrap();
+    assert_verifies(&*store, (100, 1), 6_000);
+    let (_data, parquet) = common::embedded(&load);
+    for symbol in &load.symbols {
+        let all = parquet.trades(symbol, 0, i64::MAX / 2, None).unwrap();
+        let from = all.times[all.len() / 2] - 1;
+        let want = parquet
+            .trades(symbol, from, i64::MAX / 2, Some(700))
+            .unwrap();
+        assert!(want.trade_ids[0] > 0);
+        assert_eq!(
+            store.trades(symbol, from, i64::MAX / 2, Some(700)).unwrap(),
+            want
+        );
+    }
+}
+
 /// Every shard leaves a mark; the load reads as complete once all shards have.
 #[test]
 fn a_sharded_load_is_complete_when_every_shard_is() {

@@ -12,11 +12,11 @@ pub mod server;
 pub mod workload;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::generator::{GeneratorConfig, GeneratorError, MarketPlan};
 use crate::ingest::{self, BatchStats, IngestError, LoadSpec, Progress, Target, WriteOptions};
@@ -46,6 +46,15 @@ pub enum BenchError {
     },
     #[error("the matrix is empty: every list needs at least one value")]
     EmptyMatrix,
+    #[error("cannot read the matrix file {}", path.display())]
+    MatrixRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What is wrong with a matrix file, on one line with where it is.
+    #[error("the matrix file {}: {message}", path.display())]
+    MatrixFile { path: PathBuf, message: String },
 }
 
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;
@@ -78,7 +87,7 @@ impl Settings {
 }
 
 /// How the lists of the matrix combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Vary {
     /// The first value of each list is the base; every other value is tried with the base's
@@ -97,6 +106,113 @@ pub struct Matrix {
     pub gzip: Vec<bool>,
     pub precision: Vec<Precision>,
     pub vary: Vary,
+}
+
+impl Default for Matrix {
+    /// A useful report in a few minutes on a 2-core machine: every schema, the write settings
+    /// around today's defaults (10,000 lines, 2 writers, no gzip, ns), one list at a time.
+    fn default() -> Self {
+        Self {
+            schemas: Schema::ALL.to_vec(),
+            batch_lines: vec![10_000, 1_000, 50_000],
+            writers: vec![2, 1, 4],
+            gzip: vec![false, true],
+            precision: vec![Precision::Ns, Precision::Us, Precision::Ms],
+            vary: Vary::One,
+        }
+    }
+}
+
+/// The largest batch and writer count a matrix may ask for, as the flags allow.
+pub const MAX_BATCH_LINES: usize = 10_000_000;
+pub const MAX_WRITERS: usize = 256;
+
+/// A matrix file (`--matrix`): any of the lists, keyed as the flags are named, and `vary`.
+/// A list it has replaces the default one; a flag replaces the file's list.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixFile {
+    pub schema: Option<Vec<Schema>>,
+    pub batch_lines: Option<Vec<usize>>,
+    pub writers: Option<Vec<usize>>,
+    pub gzip: Option<Vec<bool>>,
+    pub precision: Option<Vec<Precision>>,
+    pub vary: Option<Vary>,
+}
+
+impl MatrixFile {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| BenchError::MatrixRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| BenchError::MatrixFile {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// The file's lists, or what is wrong with them: a line number and toml's message, on
+    /// one line (its own error spans several, with the source quoted).
+    fn parse(text: &str) -> Result<Self, String> {
+        let file: Self = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let line = text.get(..span.start).unwrap_or(text).matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            format!(
+                "{at}{}",
+                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        })?;
+        let out_of_range = |key: &str, values: &Option<Vec<usize>>, max: usize| {
+            values
+                .iter()
+                .flatten()
+                .find(|&&v| !(1..=max).contains(&v))
+                .map(|v| format!("{key}: {v} is not in 1..={max}"))
+        };
+        let empty = [
+            ("schema", file.schema.as_ref().map(Vec::len)),
+            ("batch_lines", file.batch_lines.as_ref().map(Vec::len)),
+            ("writers", file.writers.as_ref().map(Vec::len)),
+            ("gzip", file.gzip.as_ref().map(Vec::len)),
+            ("precision", file.precision.as_ref().map(Vec::len)),
+        ]
+        .into_iter()
+        .find(|(_, len)| *len == Some(0))
+        .map(|(key, _)| format!("{key}: the list is empty"));
+        match empty
+            .or_else(|| out_of_range("batch_lines", &file.batch_lines, MAX_BATCH_LINES))
+            .or_else(|| out_of_range("writers", &file.writers, MAX_WRITERS))
+        {
+            Some(problem) => Err(problem),
+            None => Ok(file),
+        }
+    }
+
+    /// The matrix: each list from `flags` if given there, else from this file, else the
+    /// default.
+    pub fn merge(self, flags: MatrixFile) -> Matrix {
+        let default = Matrix::default();
+        Matrix {
+            schemas: flags.schema.or(self.schema).unwrap_or(default.schemas),
+            batch_lines: flags
+                .batch_lines
+                .or(self.batch_lines)
+                .unwrap_or(default.batch_lines),
+            writers: flags.writers.or(self.writers).unwrap_or(default.writers),
+            gzip: flags.gzip.or(self.gzip).unwrap_or(default.gzip),
+            precision: flags
+                .precision
+                .or(self.precision)
+                .unwrap_or(default.precision),
+            vary: flags.vary.or(self.vary).unwrap_or(default.vary),
+        }
+    }
 }
 
 impl Matrix {
@@ -191,6 +307,9 @@ pub struct BenchOptions {
     pub server_data_dirs: Vec<PathBuf>,
     /// Where checkpoints go while a configuration loads.
     pub scratch: PathBuf,
+    /// How long to wait after each load for the server to compact it, for the disk bytes
+    /// after compaction (1.x only); zero: not measured.
+    pub compaction_wait: std::time::Duration,
 }
 
 /// Why `precision` cannot store the trades of `plan` exactly, if it cannot: a trade time that
@@ -367,6 +486,7 @@ fn run_one(
             .and_then(|c| influx::admin::bucket_id(&c).ok().flatten()),
     };
     let data_dir_bytes = dir_name.and_then(|name| probe.data_dir_bytes(&name));
+    let disk_bytes_compacted = probe.compacted_disk_bytes(target, options.compaction_wait);
 
     let store = influx::open(target.clone()).map_err(BenchError::Influx)?;
     let ((queries, verified), peak_reading) = probe.watch_memory(|| {
@@ -396,6 +516,9 @@ fn run_one(
         data_dir_bytes,
         bytes_per_trade: disk_bytes
             .or(data_dir_bytes)
+            .map(|b| b as f64 / summary.trades.max(1) as f64),
+        disk_bytes_compacted,
+        bytes_per_trade_compacted: disk_bytes_compacted
             .map(|b| b as f64 / summary.trades.max(1) as f64),
         bytes_sent: batches.map(|b| b.bytes_sent),
         queries,
@@ -453,6 +576,45 @@ mod tests {
             ..matrix(Vary::All)
         };
         assert!(matches!(empty.settings(), Err(BenchError::EmptyMatrix)));
+    }
+
+    #[test]
+    fn a_matrix_file_gives_the_lists_flags_do_not() {
+        let file = MatrixFile::parse(
+            "schema = [\"no_trade_id\", \"tags\"]\nwriters = [3]\nprecision = [\"us\"]\nvary = \"all\"\n",
+        )
+        .unwrap();
+        let flags = MatrixFile {
+            writers: Some(vec![1, 2]),
+            ..MatrixFile::default()
+        };
+        let m = file.merge(flags);
+        assert_eq!(m.schemas, [Schema::NoTradeId, Schema::Tags]);
+        assert_eq!(m.writers, [1, 2], "the flag wins");
+        assert_eq!(m.precision, [Precision::Us]);
+        assert_eq!(m.vary, Vary::All);
+        assert_eq!(m.batch_lines, Matrix::default().batch_lines);
+        assert_eq!(
+            MatrixFile::default().merge(MatrixFile::default()),
+            Matrix::default()
+        );
+
+        for (text, want) in [
+            (
+                "gzip = [true]\nwriter = [2]\n",
+                "line 2: unknown field `writer`",
+            ),
+            ("schema = [\"tag\"]", "line 1: unknown variant `tag`"),
+            ("batch_lines = [1000, -5]", "line 1: invalid value"),
+            ("batch_lines = [0]", "batch_lines: 0 is not in 1..=10000000"),
+            ("writers = [257]", "writers: 257 is not in 1..=256"),
+            ("precision = []", "precision: the list is empty"),
+            ("vary = [", "line 1:"),
+        ] {
+            let problem = MatrixFile::parse(text).unwrap_err();
+            assert!(problem.starts_with(want), "{text:?}: {problem}");
+            assert!(!problem.contains('\n'), "{problem}");
+        }
     }
 
     #[test]

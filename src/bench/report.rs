@@ -97,6 +97,10 @@ pub struct Run {
     /// The files of the database in the server's data directories (`--server-data-dir`).
     pub data_dir_bytes: Option<u64>,
     pub bytes_per_trade: Option<f64>,
+    /// As the server counts them once it has compacted the load (1.x, with
+    /// `--compaction-wait-secs`; `Probe::compacted_disk_bytes` says when that is).
+    pub disk_bytes_compacted: Option<u64>,
+    pub bytes_per_trade_compacted: Option<f64>,
     /// Request bodies as sent (after gzip).
     pub bytes_sent: Option<u64>,
     pub queries: Vec<QueryCost>,
@@ -122,6 +126,8 @@ impl Run {
             disk_bytes: None,
             data_dir_bytes: None,
             bytes_per_trade: None,
+            disk_bytes_compacted: None,
+            bytes_per_trade_compacted: None,
             bytes_sent: None,
             queries: Vec::new(),
             verified: false,
@@ -161,6 +167,12 @@ fn command(options: &BenchOptions) -> String {
         options.query_runs,
         options.verify_sample,
     );
+    if !options.compaction_wait.is_zero() {
+        c.push_str(&format!(
+            " --compaction-wait-secs {}",
+            options.compaction_wait.as_secs()
+        ));
+    }
     if options.server_pid.is_some() {
         c.push_str(" --server-pid PID");
     }
@@ -286,17 +298,17 @@ impl Report {
         let _ = writeln!(md, "## Writes\n");
         let _ = writeln!(
             md,
-            "| configuration | trades/s | write p50 / p99 ms | server CPU s | CPU µs/trade | server peak RSS MiB | disk bytes | bytes/trade | verified |"
+            "| configuration | trades/s | write p50 / p99 ms | server CPU s | CPU µs/trade | server peak RSS MiB | disk bytes | bytes/trade | compacted bytes/trade | verified |"
         );
         let _ = writeln!(
             md,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
         );
         for r in &self.runs {
             if let Some(reason) = &r.rejected {
                 let _ = writeln!(
                     md,
-                    "| {} | rejected: {} | | | | | | | |",
+                    "| {} | rejected: {} | | | | | | | | |",
                     r.settings.label(),
                     reason.replace('|', "\\|")
                 );
@@ -304,7 +316,7 @@ impl Report {
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.settings.label(),
                 num(r.trades_per_second, 0),
                 or_null(
@@ -316,6 +328,7 @@ impl Report {
                 num(r.server_peak_rss_bytes.map(|b| b as f64 / MIB), 1),
                 or_null(r.disk_bytes.map(|b| b.to_string())),
                 num(r.bytes_per_trade, 1),
+                num(r.bytes_per_trade_compacted, 1),
                 r.verified
             );
         }

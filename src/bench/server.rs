@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -125,6 +125,31 @@ impl Probe {
         }
     }
 
+    /// Bytes on disk of `target`'s database once 1.x has compacted it: its WAL snapshotted
+    /// into TSM files, no compaction running or queued, and the size the same on two reads
+    /// [`COMPACTION_POLL`] apart. When that happens depends on the server's
+    /// `[data] cache-snapshot-write-cold-duration` and `compact-full-write-cold-duration`
+    /// (defaults 10 minutes and 4 hours); `None` if it has not within `wait`, and on 2.x,
+    /// whose `/metrics` say nothing of compactions.
+    pub fn compacted_disk_bytes(&self, target: &InfluxConfig, wait: Duration) -> Option<u64> {
+        if self.api() != Api::V1 || wait.is_zero() {
+            return None;
+        }
+        let deadline = Instant::now() + wait;
+        let mut previous = None;
+        loop {
+            let now = database_storage(&self.debug_vars()?, &target.database)?;
+            if now.wal_bytes == 0 && now.compacting == 0 && previous == Some(now.disk_bytes) {
+                return Some(now.disk_bytes);
+            }
+            previous = Some(now.disk_bytes);
+            if Instant::now() + COMPACTION_POLL > deadline {
+                return None;
+            }
+            std::thread::sleep(COMPACTION_POLL);
+        }
+    }
+
     /// Bytes of the files under `<dir>/<name>` summed over the data directories given; `None`
     /// when none were given or none holds `name`.
     pub fn data_dir_bytes(&self, name: &str) -> Option<u64> {
@@ -165,6 +190,55 @@ impl Probe {
             .flatten();
         (result, high_water.max(sampled))
     }
+}
+
+/// How often [`Probe::compacted_disk_bytes`] reads the server's storage while it waits.
+const COMPACTION_POLL: Duration = Duration::from_millis(500);
+
+/// A 1.x database's storage, summed over its shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Storage {
+    /// TSM files and WAL, as the shards count them.
+    disk_bytes: u64,
+    /// WAL segments not yet snapshotted into TSM files.
+    wal_bytes: u64,
+    /// Compactions running or queued, of every level.
+    compacting: u64,
+}
+
+/// The storage of `database` from 1.x's `/debug/vars`: its `shard`, `tsm1_wal` and
+/// `tsm1_engine` statistics; `None` if it has no shard.
+fn database_storage(vars: &Value, database: &str) -> Option<Storage> {
+    let of_database = |name: &'static str| {
+        vars.as_object()
+            .into_iter()
+            .flat_map(|o| o.values())
+            .filter(move |v| v.get("name").and_then(Value::as_str) == Some(name))
+            .filter(move |v| {
+                v.get("tags")
+                    .and_then(|t| t.get("database"))
+                    .and_then(Value::as_str)
+                    == Some(database)
+            })
+            .filter_map(|v| v.get("values")?.as_object())
+    };
+    let sum = |name: &'static str, counts: fn(&str) -> bool| -> u64 {
+        of_database(name)
+            .flat_map(|values| values.iter())
+            .filter(|(key, _)| counts(key))
+            .filter_map(|(_, v)| v.as_u64())
+            .sum()
+    };
+    let disk_bytes = database_disk_bytes(vars, database)?;
+    Some(Storage {
+        disk_bytes,
+        wal_bytes: sum("tsm1_wal", |k| {
+            k == "currentSegmentDiskBytes" || k == "oldSegmentsDiskBytes"
+        }),
+        compacting: sum("tsm1_engine", |k| {
+            k.ends_with("CompactionsActive") || k.ends_with("CompactionQueue")
+        }),
+    })
 }
 
 /// Where the figures of a report come from.
@@ -247,6 +321,21 @@ mod tests {
         });
         assert_eq!(database_disk_bytes(&vars, "x"), Some(100));
         assert_eq!(database_disk_bytes(&vars, "z"), None);
+        assert_eq!(database_storage(&vars, "z"), None);
+        let busy = serde_json::json!({
+            "shard:1": {"name": "shard", "tags": {"database": "x"}, "values": {"diskBytes": 86}},
+            "tsm1_wal:1": {"name": "tsm1_wal", "tags": {"database": "x"}, "values": {"currentSegmentDiskBytes": 10, "oldSegmentsDiskBytes": 5, "writeOk": 3}},
+            "tsm1_engine:1": {"name": "tsm1_engine", "tags": {"database": "x"}, "values": {"cacheCompactions": 4, "tsmLevel1CompactionsActive": 1, "tsmFullCompactionQueue": 2}},
+            "tsm1_engine:2": {"name": "tsm1_engine", "tags": {"database": "y"}, "values": {"tsmFullCompactionsActive": 7}},
+        });
+        assert_eq!(
+            database_storage(&busy, "x"),
+            Some(Storage {
+                disk_bytes: 86,
+                wal_bytes: 15,
+                compacting: 3
+            })
+        );
     }
 
     #[test]

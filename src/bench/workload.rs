@@ -161,8 +161,9 @@ pub fn run(
     };
     let from_trades = |every: &str, range, tz: &str| {
         format!(
-            "SELECT first(\"price\"), max(\"price\"), min(\"price\"), last(\"price\"), sum(\"amount\"), count(\"trade_id\") \
+            "SELECT first(\"price\"), max(\"price\"), min(\"price\"), last(\"price\"), sum(\"amount\"), count({}) \
              {} GROUP BY time({every}) fill(none){tz}",
+            quote_ident(schema.counted_field()),
             within(TRADE, range)
         )
     };
@@ -210,7 +211,12 @@ pub fn run(
             "last 100 trades",
             CandlePath::Trades,
             influxql(format!(
-                "SELECT \"price\", \"amount\", \"trade_id\", \"side\" {} ORDER BY time DESC LIMIT 100",
+                "SELECT \"price\", \"amount\", \"side\"{} {} ORDER BY time DESC LIMIT 100",
+                if schema.trade_ids() {
+                    ", \"trade_id\""
+                } else {
+                    ""
+                },
                 within(TRADE, ranges.all)
             )),
         ),
@@ -233,8 +239,9 @@ pub fn run(
         };
         let into = format!(
             "SELECT first(\"price\") AS \"open\", max(\"price\") AS \"high\", min(\"price\") AS \"low\", \
-             last(\"price\") AS \"close\", sum(\"amount\") AS \"volume\", count(\"trade_id\") AS \"trades\" \
+             last(\"price\") AS \"close\", sum(\"amount\") AS \"volume\", count({}) AS \"trades\" \
              INTO {} {} GROUP BY time(1m){by_symbol} fill(none)",
+            quote_ident(schema.counted_field()),
             quote_ident(&schema.measurement(DOWNSAMPLED, &ranges.symbol)),
             within(TRADE, ranges.all)
         );

@@ -145,9 +145,10 @@ fn load(target: Target, args: &LoadArgs) -> anyhow::Result<ExitCode> {
 /// Ctrl-C or SIGTERM stops it after the current configuration's batches, with a report of the
 /// configurations done.
 fn bench_influx(config: &influx::InfluxConfig, args: &BenchInfluxArgs) -> anyhow::Result<ExitCode> {
+    let options = args.options()?;
     let progress = Progress::default();
     let report = ingest::progress::watch(&progress, None, || {
-        bench::run(config, &args.options(), &progress, |run| {
+        bench::run(config, &options, &progress, |run| {
             let figure = match (&run.rejected, run.trades_per_second) {
                 (Some(reason), _) => format!("rejected: {reason}"),
                 (None, Some(rate)) => format!("{rate:.0} trades/s, verified: {}", run.verified),

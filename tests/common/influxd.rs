@@ -11,6 +11,7 @@ pub struct Influxd {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    data: String,
 }
 
 fn binary() -> PathBuf {
@@ -29,11 +30,25 @@ impl Influxd {
     /// binds it (by another test's server or an outgoing connection), and influxd then exits:
     /// it is started again on other ports.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A server that snapshots its WAL and fully compacts a shard a second after its last
+    /// write, instead of 10 minutes and 4 hours.
+    pub fn start_compacting() -> Self {
+        Self::start_with(
+            "  cache-snapshot-write-cold-duration = \"1s\"\n  compact-full-write-cold-duration = \"1s\"\n",
+        )
+    }
+
+    /// `data` goes into the `[data]` section of the configuration.
+    fn start_with(data: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut server = Self {
             dir,
             port: free_port(),
             child: None,
+            data: data.to_string(),
         };
         for _ in 0..5 {
             if server.spawn() {
@@ -64,13 +79,14 @@ impl Influxd {
         let config = format!(
             "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
              [meta]\n  dir = \"{d}/meta\"\n\
-             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n{data}\
              [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
              [logging]\n  level = \"warn\"\n[monitor]\n  store-enabled = false\n\
              [continuous_queries]\n  enabled = false\n",
             rpc = free_port(),
             d = d.display(),
-            port = self.port
+            port = self.port,
+            data = self.data
         );
         let path = d.join("influxdb.conf");
         std::fs::write(&path, config).unwrap();

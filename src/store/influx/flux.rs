@@ -262,20 +262,29 @@ impl Store for FluxStore {
         if let Some(n) = limit {
             q.push_str(&format!("\n  |> limit(n: {n})"));
         }
-        q.push_str(
-            "\n  |> keep(columns: [\"_time\", \"side\", \"price\", \"amount\", \"trade_id\"])",
-        );
+        let ids = self.client.config().schema.trade_ids();
+        q.push_str(&format!(
+            "\n  |> keep(columns: [\"_time\", \"side\", \"price\", \"amount\"{}])",
+            if ids { ", \"trade_id\"" } else { "" }
+        ));
         let mut out = TradeColumns::default();
         self.each(&q, |_, r| {
             out.push(
                 parse_time(r.get("_time")?)?,
-                parse(r.get("trade_id")?, "a trade id")?,
+                if ids {
+                    parse(r.get("trade_id")?, "a trade id")?
+                } else {
+                    0
+                },
                 self.price(r.get("price")?)?,
                 parse(r.get("amount")?, "an amount")?,
                 r.get("side")? == "buy",
             );
             Ok(())
         })?;
+        if !ids {
+            super::number_trades(self, symbol, start, &mut out)?;
+        }
         Ok(out)
     }
 
@@ -337,7 +346,10 @@ impl Store for FluxStore {
                             symbol,
                             &time(*start),
                             &time(*end),
-                            " and r._field == \"trade_id\""
+                            &format!(
+                                " and r._field == {}",
+                                string(self.client.config().schema.counted_field())
+                            )
                         )
                     )
                 })

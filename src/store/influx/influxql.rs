@@ -145,9 +145,15 @@ impl Store for InfluxqlStore {
         end: Nanos,
         limit: Option<usize>,
     ) -> Result<TradeColumns> {
+        let schema = self.schema();
         let mut q = format!(
-            "SELECT \"price\", \"amount\", \"trade_id\", \"side\" {}",
-            from_where(self.schema(), TRADE, symbol, Some(start), end)
+            "SELECT \"price\", \"amount\", \"side\"{} {}",
+            if schema.trade_ids() {
+                ", \"trade_id\""
+            } else {
+                ""
+            },
+            from_where(schema, TRADE, symbol, Some(start), end)
         );
         if let Some(n) = limit {
             q.push_str(&format!(" LIMIT {n}"));
@@ -156,15 +162,19 @@ impl Store for InfluxqlStore {
         self.each_row(&q, |_, row| {
             let amount =
                 u32::try_from(int(row, 2)?).map_err(|_| InfluxError::Protocol("amount".into()))?;
+            let id = if schema.trade_ids() { int(row, 4)? } else { 0 };
             out.push(
                 int(row, 0)?,
-                int(row, 3)? as u64,
+                id as u64,
                 self.price(row, 1)?,
                 amount,
-                col(row, 4)? == "buy",
+                col(row, 3)? == "buy",
             );
             Ok(())
         })?;
+        if !schema.trade_ids() {
+            super::number_trades(self, symbol, start, &mut out)?;
+        }
         Ok(out)
     }
 
@@ -206,7 +216,8 @@ impl Store for InfluxqlStore {
                 .iter()
                 .map(|(start, end)| {
                     format!(
-                        "SELECT count(\"trade_id\") {}",
+                        "SELECT count({}) {}",
+                        quote_ident(self.schema().counted_field()),
                         from_where(self.schema(), TRADE, symbol, Some(*start), *end)
                     )
                 })

@@ -39,6 +39,7 @@ pub struct SeriesKeys {
     candle: Vec<u8>,
     side_field: bool,
     integer_prices: bool,
+    trade_ids: bool,
 }
 
 fn series_key(measurement: &str, tags: &[(&str, &str)]) -> Vec<u8> {
@@ -75,6 +76,7 @@ impl SeriesKeys {
             candle: series_key(&schema.candle_measurement(symbol), &candle_tags),
             side_field: !schema.side_tag(),
             integer_prices: schema.integer_prices(),
+            trade_ids: schema.trade_ids(),
         }
     }
 
@@ -114,8 +116,10 @@ pub fn push_trade(
     keys.push_price(out, trades.prices[i]);
     out.extend_from_slice(b",amount=");
     push_int(out, trades.amounts[i]);
-    out.extend_from_slice(b"i,trade_id=");
-    push_int(out, trades.trade_ids[i]);
+    if keys.trade_ids {
+        out.extend_from_slice(b"i,trade_id=");
+        push_int(out, trades.trade_ids[i]);
+    }
     out.extend_from_slice(b"i ");
     push_int(out, precision.of(trades.times[i]));
     out.push(b'\n');
@@ -242,6 +246,22 @@ mod tests {
         );
         assert_eq!(lines[3].timestamp, Some(60));
         assert_eq!(lines[3].field_set[6].1, FieldValue::I64(700));
+    }
+
+    #[test]
+    fn each_schema_writes_the_line_it_describes() {
+        let mut t = TradeColumns::default();
+        t.push(1_704_205_800_000_001_000, 1, 185_640, 100, true);
+        for schema in Schema::ALL {
+            let mut out = Vec::new();
+            let keys = SeriesKeys::new(&Symbol::new("AAPL").unwrap(), schema);
+            push_trade(&mut out, &keys, &t, 0, Precision::Ns);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{} 1704205800000001000\n", schema.describe()),
+                "{schema}"
+            );
+        }
     }
 
     #[test]

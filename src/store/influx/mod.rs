@@ -33,7 +33,8 @@ use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::model::Nanos;
+use crate::generator::MarketPlan;
+use crate::model::{Nanos, Symbol, TradeColumns};
 use crate::store::{self, Manifest, Store, StoreError};
 
 /// The store reading `config`'s target in its query language.
@@ -110,6 +111,54 @@ pub fn claims(config: &InfluxConfig) -> store::Result<Vec<Claim>> {
     };
     claims.sort_by_key(|c| c.time);
     Ok(claims)
+}
+
+/// Numbers `trades`, the trades of `symbol` that `store` returned from `start` on, in a
+/// schema without the `trade_id` field ([`Schema::NoTradeId`]). The generator numbers a
+/// symbol's trades from 0 in time order, so the first one's id is the first id of its
+/// session in the load's plan plus the trades stored in that session before `start`; a
+/// trade missing before them shifts every id, which `verify` then reports.
+fn number_trades(
+    store: &dyn Store,
+    symbol: &Symbol,
+    start: Nanos,
+    trades: &mut TradeColumns,
+) -> store::Result<()> {
+    if trades.is_empty() {
+        return Ok(());
+    }
+    let manifest = store.manifest()?;
+    let plan = MarketPlan::new(manifest.load)
+        .map_err(|e| InfluxError::Protocol(format!("the load's manifest: {e}")))?;
+    let Some(s) = plan.symbols().iter().position(|p| &p.symbol == symbol) else {
+        return Err(InfluxError::Protocol(format!("{symbol} is not in the load")).into());
+    };
+    let Some(d) = plan
+        .sessions()
+        .iter()
+        .position(|session| session.close > start)
+    else {
+        return Err(
+            InfluxError::Protocol(format!("{symbol} has trades after the load's end")).into(),
+        );
+    };
+    let (open, first) = (
+        plan.sessions().get(d).map_or(start, |session| session.open),
+        plan.chunk(s, d).first_trade_id,
+    );
+    let before = if start > open {
+        store
+            .count_trades(symbol, &[(open, start)])?
+            .first()
+            .copied()
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    for (id, slot) in (first + before..).zip(trades.trade_ids.iter_mut()) {
+        *slot = id;
+    }
+    Ok(())
 }
 
 /// The manifest point's `json` (none if no load was written), completed by the shard marks

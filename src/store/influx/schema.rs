@@ -26,14 +26,20 @@ pub enum Schema {
     /// `trade_AAPL,side=buy price=185.64,...` and `candle_1m_AAPL`: a measurement per symbol,
     /// no symbol tag.
     PerSymbol,
+    /// `trade,side=buy,symbol=AAPL price=185.64,amount=100i`: no `trade_id` field. A trade's
+    /// id is its position in its symbol's tape (what the generator numbers it), so reads
+    /// number the trades they return from the load's plan and a count of the trades before
+    /// them; a point is still told apart by its series and time alone, as in every schema.
+    NoTradeId,
 }
 
 impl Schema {
-    pub const ALL: [Schema; 4] = [
+    pub const ALL: [Schema; 5] = [
         Schema::Tags,
         Schema::SideField,
         Schema::IntegerPrice,
         Schema::PerSymbol,
+        Schema::NoTradeId,
     ];
 
     /// As flags and reports spell it.
@@ -43,6 +49,7 @@ impl Schema {
             Schema::SideField => "side_field",
             Schema::IntegerPrice => "integer_price",
             Schema::PerSymbol => "per_symbol",
+            Schema::NoTradeId => "no_trade_id",
         }
     }
 
@@ -57,6 +64,7 @@ impl Schema {
                 "trade,side=buy,symbol=AAPL price=185640i,amount=100i,trade_id=1i"
             }
             Schema::PerSymbol => "trade_AAPL,side=buy price=185.64,amount=100i,trade_id=1i",
+            Schema::NoTradeId => "trade,side=buy,symbol=AAPL price=185.64,amount=100i",
         }
     }
 
@@ -86,6 +94,20 @@ impl Schema {
     /// Whether a trade's side is a tag (otherwise a string field).
     pub fn side_tag(self) -> bool {
         self != Schema::SideField
+    }
+
+    /// Whether trades carry their id as the `trade_id` field (otherwise reads number them).
+    pub fn trade_ids(self) -> bool {
+        self != Schema::NoTradeId
+    }
+
+    /// The field every trade has, which counts of trades count.
+    pub fn counted_field(self) -> &'static str {
+        if self.trade_ids() {
+            "trade_id"
+        } else {
+            "amount"
+        }
     }
 
     /// Whether prices are integer units of $0.001 (otherwise floats).
