@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use ohlcv::generator::GeneratorConfig;
 use ohlcv::ingest::WriteOptions;
-use ohlcv::store::Store;
 use ohlcv::store::influx::{Api, setup};
 use ohlcv::store::parquet::ParquetStore;
+use ohlcv::store::{Store, publish};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
@@ -56,6 +56,38 @@ fn reads(url: &str) -> [(u16, Value); 3] {
         )),
         get(&format!("{url}/ready")),
     ]
+}
+
+/// Trade files published (not temporary) under the generations of `dir`: a partition's trades
+/// are published after its candles, so each is a partition written whole.
+fn published_trade_files(dir: &Path) -> usize {
+    generations(dir)
+        .iter()
+        .map(|g| {
+            walk(&dir.join(g).join("trades"))
+                .iter()
+                .filter_map(|p| p.file_name()?.to_str())
+                .filter(|name| name.ends_with(".parquet") && !publish::is_temporary(name))
+                .count()
+        })
+        .sum()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 fn generations(dir: &Path) -> Vec<String> {
@@ -153,8 +185,10 @@ fn an_interrupted_replace_is_resumed_by_the_same_replace() {
     let dir = tempfile::tempdir().unwrap();
     let first = common::small_config(20_000);
     common::load(dir.path(), &common::options(first.clone()));
+    // Large enough that one thread takes a while over each of its three monthly partitions.
     let second = GeneratorConfig {
         seed: 9,
+        trades: 1_500_000,
         ..first.clone()
     };
     let replace = ohlcv::ingest::LoadSpec {
@@ -162,27 +196,37 @@ fn an_interrupted_replace_is_resumed_by_the_same_replace() {
         threads: 1,
         ..common::options(second.clone())
     };
-    // Cancelled once it has begun writing beside the served load (if it has not finished by then).
+    // Cancelled once it has published a partition beside the served load (if it has not
+    // finished by then).
     let progress = ohlcv::ingest::Progress::default();
-    let stopped = std::thread::scope(|s| {
+    let (stopped, published) = std::thread::scope(|s| {
         let load = s.spawn(|| common::try_load(dir.path(), &replace, &progress));
-        common::poll_until(
-            "the replace to begin writing its generation",
+        let published = common::poll_until(
+            "the replace to publish a partition of its generation",
             common::DEADLINE,
-            || generations(dir.path()),
-            |g| !g.is_empty(),
+            || published_trade_files(dir.path()),
+            |n| *n > 0,
         );
         progress.cancel();
-        load.join().unwrap()
+        (load.join().unwrap(), published)
     });
     let store = ParquetStore::new(dir.path());
-    if stopped.is_err() {
+    let resumed = stopped.is_err();
+    if resumed {
         // The old load is still the one served, complete.
         let manifest = store.manifest().unwrap();
         assert_eq!((manifest.load, manifest.complete), (first, true));
     }
     let summary = common::load(dir.path(), &replace);
-    assert_eq!(summary.trades, 20_000);
+    assert_eq!(summary.trades, 1_500_000);
+    if resumed {
+        // What the interrupted run published is kept, not written again.
+        assert!(
+            summary.skipped >= published,
+            "{summary:?}, {published} published"
+        );
+        assert!(summary.written < summary.trades, "{summary:?}");
+    }
     let manifest = store.manifest().unwrap();
     assert_eq!((manifest.load, manifest.complete), (second, true));
 }

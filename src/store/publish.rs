@@ -79,6 +79,29 @@ pub fn remove_generations_except(dir: &Path, keep: &[&str]) -> Result<usize> {
     Ok(removed)
 }
 
+/// Creates `dir` and its missing ancestors durably: each created directory's entry is fsynced
+/// in its parent, as a rename is, so a manifest committed later never names a file whose
+/// directory a crash could lose.
+pub fn create_dirs(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(d) = cursor.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        cursor = d.parent();
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    for created in missing.iter().rev() {
+        let parent = created
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(parent))?;
+    }
+    Ok(())
+}
+
 /// Writes `path` through a temporary sibling, then [`publish`]es it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
@@ -330,6 +353,19 @@ impl CommitLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directories_are_created_with_their_missing_ancestors() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("load-x/trades/month=2024-01");
+        create_dirs(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dirs(&deep).unwrap();
+        let blocked = dir.path().join("file");
+        fs::write(&blocked, b"").unwrap();
+        let err = create_dirs(&blocked.join("sub")).unwrap_err().to_string();
+        assert!(err.contains("file"), "{err}");
+    }
 
     #[test]
     fn a_second_lock_is_refused_at_once_naming_the_holder_until_the_first_is_dropped() {

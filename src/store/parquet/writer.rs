@@ -41,7 +41,7 @@ struct Pending {
 impl Pending {
     fn create(path: PathBuf, schema: arrow_schema::SchemaRef, delta: &[&str]) -> Result<Self> {
         let parent = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        publish::create_dirs(parent)?;
         let tmp = publish::temp_path(&path);
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         let writer = ArrowWriter::try_new(file, schema, Some(writer_properties(delta)))
