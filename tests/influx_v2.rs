@@ -1062,6 +1062,66 @@ fn a_sharded_load_is_complete_when_every_shard_is() {
     assert_verifies(&*store, (100, 2), 6_000);
 }
 
+/// The bucket `<prefix>-<pid>` of the real InfluxDB 2.x that `INFLUXDB_URL`, `INFLUXDB_TOKEN`
+/// and `INFLUXDB_ORG` (default `ohlcv-poc`) name.
+fn real_2x(prefix: &str) -> InfluxConfig {
+    let variable = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: this test runs against a real InfluxDB 2.x")
+        })
+    };
+    let (url, token) = (variable("INFLUXDB_URL"), variable("INFLUXDB_TOKEN"));
+    let org = std::env::var("INFLUXDB_ORG").unwrap_or_else(|_| common::influx::ORG.into());
+    let bucket = format!("{prefix}-{}", std::process::id());
+    InfluxConfig {
+        org,
+        ..influx_config(&url, &token, &bucket)
+    }
+}
+
+/// Against a real InfluxDB 2.x, ignored unless asked for as
+/// `real_influxdb_2x_when_configured` is: in a bucket `ohlcv-test-candles-<pid>`, which it
+/// drops, the candles the server computes with Flux from 6,000 trades, and from the 1-minute
+/// candles the downsampling task's script writes, equal ohlcv's value for value; the
+/// benchmark's workload creates and deletes its task through the tasks API, and no query of
+/// it fails.
+#[test]
+#[ignore = "needs INFLUXDB_URL and INFLUXDB_TOKEN"]
+fn real_influxdb_2x_server_candles_when_configured() {
+    use influx::flux::CandleSource;
+    use ohlcv::bench::workload::{self, CandlePath};
+    let c = real_2x("ohlcv-test-candles");
+    assert_eq!(setup(&c).unwrap(), SetupOutcome::Created);
+    let dir = tempfile::tempdir().unwrap();
+    let load = common::small_config(6_000);
+    run(&options(c.clone(), load.clone(), dir.path()))
+        .0
+        .unwrap();
+    let (_data, parquet) = common::embedded(&load);
+    let flux = influx::FluxStore::new(c.clone()).unwrap();
+    assert_server_candles_equal_ohlcvs(&flux, CandleSource::Trades, &load, &parquet);
+    for symbol in &load.symbols {
+        let q = flux.downsample_range_flux(symbol, workload::DOWNSAMPLED_TASK, (0, i64::MAX / 2));
+        assert!(flux.rows(&q).unwrap() > 0);
+    }
+    let downsampled = CandleSource::Downsampled(workload::DOWNSAMPLED_TASK);
+    assert_server_candles_equal_ohlcvs(&flux, downsampled, &load, &parquet);
+
+    let store = influx::open(c.clone()).unwrap();
+    let plan = ohlcv::generator::MarketPlan::new(load).unwrap();
+    let costs = workload::run(&*store, &c, &plan, 1);
+    for q in &costs {
+        assert_eq!(q.error, None, "{q:?}");
+    }
+    assert!(costs.iter().any(|q| q.name == workload::TASK));
+    assert!(
+        costs
+            .iter()
+            .any(|q| q.candle_path == CandlePath::ServerFlux)
+    );
+    influx::drop_target(&c).unwrap();
+}
+
 /// Against a real InfluxDB 2.x: creates a bucket `ohlcv-test-<pid>` in the organisation
 /// `INFLUXDB_ORG` (default `ohlcv-poc`), loads 20,000 trades into it and verifies them through
 /// Flux and InfluxQL. Run it with
@@ -1073,18 +1133,7 @@ fn a_sharded_load_is_complete_when_every_shard_is() {
 #[test]
 #[ignore = "needs INFLUXDB_URL and INFLUXDB_TOKEN"]
 fn real_influxdb_2x_when_configured() {
-    let variable = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!("{name} is not set: this test runs against a real InfluxDB 2.x")
-        })
-    };
-    let (url, token) = (variable("INFLUXDB_URL"), variable("INFLUXDB_TOKEN"));
-    let org = std::env::var("INFLUXDB_ORG").unwrap_or_else(|_| common::influx::ORG.into());
-    let bucket = format!("ohlcv-test-{}", std::process::id());
-    let c = InfluxConfig {
-        org,
-        ..influx_config(&url, &token, &bucket)
-    };
+    let c = real_2x("ohlcv-test");
     assert_eq!(setup(&c).unwrap(), SetupOutcome::Created);
     let dir = tempfile::tempdir().unwrap();
     let load = common::small_config(20_000);

@@ -129,8 +129,15 @@ pub fn run(
     let Some(ranges) = Ranges::new(plan) else {
         return Vec::new();
     };
-    let client = match Client::new(config.clone()) {
-        Ok(client) => client,
+    // Flux and tasks on 2.x.
+    let clients = Client::new(config.clone()).and_then(|client| {
+        let flux = (config.api == Api::V2)
+            .then(|| FluxStore::new(config.clone()))
+            .transpose()?;
+        Ok((client, flux))
+    });
+    let (client, flux) = match clients {
+        Ok(clients) => clients,
         Err(e) => {
             return vec![QueryCost {
                 name: "connect".into(),
@@ -191,26 +198,8 @@ pub fn run(
     };
     let by_day = format!(" tz({})", quote_string(ZONE.name()));
 
-    // InfluxQL on 1.x, and on 2.x when reads go through it (its v1 compatibility API); Flux
-    // and tasks on 2.x.
+    // InfluxQL on 1.x, and on 2.x when reads go through it (its v1 compatibility API).
     let influxql_paths = config.api == Api::V1 || config.query_language == QueryLanguage::Influxql;
-    let flux = (config.api == Api::V2)
-        .then(|| FluxStore::new(config.clone()))
-        .transpose();
-    let flux = match flux {
-        Ok(flux) => flux,
-        Err(e) => {
-            return vec![QueryCost {
-                name: "connect".into(),
-                candle_path: CandlePath::ServerFlux,
-                cold_ms: None,
-                p50_ms: None,
-                p99_ms: None,
-                rows: None,
-                error: Some(e.to_string()),
-            }];
-        }
-    };
     let server_candles =
         |flux, source, every, range| flux_candles(flux, source, &ranges.symbol, every, range);
 
