@@ -55,6 +55,9 @@ struct Server {
     health_checks: AtomicU64,
     /// Connections to drop before answering, through the proxy.
     drop_connections: AtomicU64,
+    /// Task id → its Flux script.
+    tasks: Mutex<HashMap<String, String>>,
+    tasks_created: AtomicU64,
 }
 
 fn problem(code: StatusCode, kind: &str, message: &str) -> Response {
@@ -251,12 +254,32 @@ async fn query(
     let points: Vec<flux::Point> = s.points.lock().unwrap().values().cloned().collect();
     let buckets = s.buckets.lock().unwrap().clone();
     match flux::evaluate(text, &|b| buckets.contains_key(b), &points) {
-        Ok(csv) => (
-            StatusCode::OK,
-            [("content-type", "text/csv; charset=utf-8")],
-            csv,
-        )
-            .into_response(),
+        Ok((csv, written)) => {
+            // A point written again keeps the fields it had that the new one lacks, as
+            // InfluxDB merges the field sets of duplicate points
+            // (<https://docs.influxdata.com/influxdb/v2/write-data/best-practices/duplicate-points/>).
+            let mut points = s.points.lock().unwrap();
+            for point in written {
+                let key = (
+                    flux::series_key(&point.measurement, &point.tags),
+                    point.time,
+                );
+                let stored = points.entry(key).or_insert_with(|| flux::Point {
+                    fields: Vec::new(),
+                    ..point.clone()
+                });
+                for (name, value) in point.fields {
+                    stored.fields.retain(|(n, _)| *n != name);
+                    stored.fields.push((name, value));
+                }
+            }
+            (
+                StatusCode::OK,
+                [("content-type", "text/csv; charset=utf-8")],
+                csv,
+            )
+                .into_response()
+        }
         Err(e) if e.starts_with("could not find bucket") => {
             problem(StatusCode::NOT_FOUND, "not found", &e)
         }
@@ -306,6 +329,70 @@ async fn delete(State(s): State<Arc<Server>>, body: Bytes) -> Response {
         !matches
     });
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /api/v2/tasks`: a task of the org whose script starts with its `option task`,
+/// which names it and says when it runs (`every` or `cron`); it is kept, not run
+/// (<https://docs.influxdata.com/influxdb/v2/api/#operation/PostTasks>,
+/// <https://docs.influxdata.com/flux/v0/spec/options/#task>).
+async fn create_task(State(s): State<Arc<Server>>, body: Bytes) -> Response {
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
+    };
+    if v["org"] != "ohlcv-poc" && v["orgID"] != "0000000000000001" {
+        return problem(StatusCode::NOT_FOUND, "not found", "organization not found");
+    }
+    let Some(flux) = v["flux"].as_str() else {
+        return problem(StatusCode::BAD_REQUEST, "invalid", "flux is required");
+    };
+    let status = v["status"].as_str().unwrap_or("active");
+    let options = flux
+        .strip_prefix("option task = {")
+        .and_then(|rest| rest.split_once('}'))
+        .map(|(options, _)| options);
+    let Some(options) = options
+        .filter(|o| o.contains("name: \"") && (o.contains("every: ") || o.contains("cron: ")))
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the script must start with option task = {name: ..., every: ...}",
+        );
+    };
+    if !["active", "inactive"].contains(&status) {
+        return problem(StatusCode::BAD_REQUEST, "invalid", "unknown status");
+    }
+    let id = format!(
+        "{:016x}",
+        s.tasks_created.fetch_add(1, Ordering::Relaxed) + 1
+    );
+    s.tasks.lock().unwrap().insert(id.clone(), flux.to_string());
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        serde_json::json!({
+            "id": id,
+            "orgID": "0000000000000001",
+            "org": "ohlcv-poc",
+            "status": status,
+            "flux": flux,
+            "options": options,
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// `DELETE /api/v2/tasks/{id}`.
+async fn delete_task(
+    State(s): State<Arc<Server>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match s.tasks.lock().unwrap().remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => problem(StatusCode::NOT_FOUND, "not found", "task not found"),
+    }
 }
 
 async fn health(State(s): State<Arc<Server>>) -> Response {
@@ -369,6 +456,8 @@ fn start() -> Harness {
         .route("/api/v2/delete", post(delete))
         .route("/api/v2/orgs", get(orgs))
         .route("/api/v2/buckets", get(list_buckets).post(create_bucket))
+        .route("/api/v2/tasks", post(create_task))
+        .route("/api/v2/tasks/{id}", axum::routing::delete(delete_task))
         .route_layer(axum::middleware::from_fn(require_token))
         .route("/health", get(health))
         .with_state(state.clone());
@@ -824,6 +913,141 @@ fn flux_reads_number_the_trades_of_a_load_without_trade_ids() {
     }
 }
 
+/// What the server's candles of `symbol` are checked against: ohlcv's own, from the embedded
+/// store of the same load, without the VWAP the server does not compute. The day and month
+/// hold the switch to daylight saving time (2024-03-10), so daily windows are cut in New
+/// York's zone across both offsets.
+fn assert_server_candles_equal_ohlcvs(
+    flux: &influx::FluxStore,
+    source: influx::flux::CandleSource,
+    load: &GeneratorConfig,
+    parquet: &dyn Store,
+) {
+    use ohlcv::candles::{CandleRow, Fill};
+    use ohlcv::query::{self, CandleQuery};
+    let tz = chrono_tz::America::New_York;
+    let at = |date: &str| query::parse_time(date, tz).unwrap();
+    for symbol in &load.symbols {
+        for (every, start, end) in [
+            ("1m", "2024-03-12", "2024-03-13"),
+            ("1h", "2024-03-01", "2024-04-01"),
+            ("1d", "2024-02-26", "2024-04-06"),
+        ] {
+            let q = CandleQuery {
+                symbol: symbol.clone(),
+                interval: every.parse().unwrap(),
+                start: at(start),
+                end: at(end),
+                tz,
+                fill: Fill::None,
+            };
+            let want: Vec<CandleRow> = query::candles(parquet, &q)
+                .unwrap()
+                .into_iter()
+                .map(|c| CandleRow { vwap: None, ..c })
+                .collect();
+            assert!(want.len() > 1, "{symbol} {every}");
+            let got = flux
+                .server_candles(source, symbol, (q.start, q.end), every, tz)
+                .unwrap();
+            assert_eq!(got, want, "{symbol} {every} from {source:?}");
+        }
+    }
+}
+
+/// Candles the server computes with `aggregateWindow()` from the raw trades, and from the
+/// 1-minute candles the downsampling task's script writes, are ohlcv's own, value for value,
+/// in every schema.
+#[test]
+fn flux_server_candles_equal_ohlcvs_own_in_every_schema() {
+    use influx::flux::CandleSource;
+    let dir = tempfile::tempdir().unwrap();
+    let load = common::small_config(6_000);
+    let (_data, parquet) = common::embedded(&load);
+    for schema in influx::Schema::ALL {
+        // A server per schema: this one keeps every bucket's points together.
+        let h = start();
+        ready(&h);
+        let config = InfluxConfig {
+            schema,
+            ..h.config("trades")
+        };
+        run(&options(config.clone(), load.clone(), dir.path()))
+            .0
+            .unwrap();
+        let flux = influx::FluxStore::new(config).unwrap();
+        assert_server_candles_equal_ohlcvs(&flux, CandleSource::Trades, &load, &parquet);
+
+        let into = ohlcv::bench::workload::DOWNSAMPLED_TASK;
+        for symbol in &load.symbols {
+            let written = flux
+                .rows(&flux.downsample_range_flux(symbol, into, (0, i64::MAX / 2)))
+                .unwrap();
+            assert!(written > 0, "{schema}");
+        }
+        assert_server_candles_equal_ohlcvs(&flux, CandleSource::Downsampled(into), &load, &parquet);
+    }
+}
+
+/// `bench influx`'s workload on 2.x: the Flux paths beside the stored candles, every candle
+/// query giving as many candles on each path, and the downsampling task created through the
+/// tasks API and deleted.
+#[test]
+fn the_workload_times_the_flux_paths_and_creates_the_task() {
+    use ohlcv::bench::workload::{self, CandlePath};
+    let h = start();
+    ready(&h);
+    let dir = tempfile::tempdir().unwrap();
+    let load = common::small_config(6_000);
+    run(&h.options(&load, dir.path())).0.unwrap();
+    let config = h.config("trades");
+    let store = influx::open(config.clone()).unwrap();
+    let plan = ohlcv::generator::MarketPlan::new(load).unwrap();
+    let costs = workload::run(&*store, &config, &plan, 2);
+
+    let count = |path| costs.iter().filter(|q| q.candle_path == path).count();
+    assert_eq!(count(CandlePath::Stored1m), 3);
+    assert_eq!(count(CandlePath::ServerFlux), 3);
+    assert_eq!(count(CandlePath::DownsampledTask), 5);
+    assert_eq!(count(CandlePath::Trades), 1);
+    assert_eq!(
+        count(CandlePath::ServerGroupBy) + count(CandlePath::Downsampled),
+        0
+    );
+    let mut rows: HashMap<&str, u64> = HashMap::new();
+    for q in &costs {
+        assert_eq!(q.error, None, "{q:?}");
+        assert!(q.cold_ms.is_some(), "{q:?}");
+        if q.name == workload::TASK || q.name == workload::DOWNSAMPLE {
+            continue;
+        }
+        assert!(q.p50_ms.is_some() && q.p50_ms <= q.p99_ms, "{q:?}");
+        let seen = *rows.entry(q.name.as_str()).or_insert(q.rows.unwrap());
+        assert_eq!(Some(seen), q.rows, "{} on {:?}", q.name, q.candle_path);
+    }
+    assert_eq!(rows["last 100 trades"], 100);
+    assert!(rows["1m candles, a day"] > 1 && rows["1d candles, the load"] > 1);
+
+    assert_eq!(h.state.tasks_created.load(Ordering::Relaxed), 1);
+    assert!(
+        h.state.tasks.lock().unwrap().is_empty(),
+        "the task is deleted"
+    );
+    let json = serde_json::to_value(&costs).unwrap();
+    let paths: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["candle_path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"server_flux") && paths.contains(&"downsampled_task"));
+    assert_eq!(
+        CandlePath::ServerFlux.label(),
+        "server Flux aggregateWindow"
+    );
+    assert_eq!(CandlePath::DownsampledTask.label(), "downsampled (task)");
+}
+
 /// Every shard leaves a mark; the load reads as complete once all shards have.
 #[test]
 fn a_sharded_load_is_complete_when_every_shard_is() {
@@ -838,6 +1062,66 @@ fn a_sharded_load_is_complete_when_every_shard_is() {
     assert_verifies(&*store, (100, 2), 6_000);
 }
 
+/// The bucket `<prefix>-<pid>` of the real InfluxDB 2.x that `INFLUXDB_URL`, `INFLUXDB_TOKEN`
+/// and `INFLUXDB_ORG` (default `ohlcv-poc`) name.
+fn real_2x(prefix: &str) -> InfluxConfig {
+    let variable = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: this test runs against a real InfluxDB 2.x")
+        })
+    };
+    let (url, token) = (variable("INFLUXDB_URL"), variable("INFLUXDB_TOKEN"));
+    let org = std::env::var("INFLUXDB_ORG").unwrap_or_else(|_| common::influx::ORG.into());
+    let bucket = format!("{prefix}-{}", std::process::id());
+    InfluxConfig {
+        org,
+        ..influx_config(&url, &token, &bucket)
+    }
+}
+
+/// Against a real InfluxDB 2.x, ignored unless asked for as
+/// `real_influxdb_2x_when_configured` is: in a bucket `ohlcv-test-candles-<pid>`, which it
+/// drops, the candles the server computes with Flux from 6,000 trades, and from the 1-minute
+/// candles the downsampling task's script writes, equal ohlcv's value for value; the
+/// benchmark's workload creates and deletes its task through the tasks API, and no query of
+/// it fails.
+#[test]
+#[ignore = "needs INFLUXDB_URL and INFLUXDB_TOKEN"]
+fn real_influxdb_2x_server_candles_when_configured() {
+    use influx::flux::CandleSource;
+    use ohlcv::bench::workload::{self, CandlePath};
+    let c = real_2x("ohlcv-test-candles");
+    assert_eq!(setup(&c).unwrap(), SetupOutcome::Created);
+    let dir = tempfile::tempdir().unwrap();
+    let load = common::small_config(6_000);
+    run(&options(c.clone(), load.clone(), dir.path()))
+        .0
+        .unwrap();
+    let (_data, parquet) = common::embedded(&load);
+    let flux = influx::FluxStore::new(c.clone()).unwrap();
+    assert_server_candles_equal_ohlcvs(&flux, CandleSource::Trades, &load, &parquet);
+    for symbol in &load.symbols {
+        let q = flux.downsample_range_flux(symbol, workload::DOWNSAMPLED_TASK, (0, i64::MAX / 2));
+        assert!(flux.rows(&q).unwrap() > 0);
+    }
+    let downsampled = CandleSource::Downsampled(workload::DOWNSAMPLED_TASK);
+    assert_server_candles_equal_ohlcvs(&flux, downsampled, &load, &parquet);
+
+    let store = influx::open(c.clone()).unwrap();
+    let plan = ohlcv::generator::MarketPlan::new(load).unwrap();
+    let costs = workload::run(&*store, &c, &plan, 1);
+    for q in &costs {
+        assert_eq!(q.error, None, "{q:?}");
+    }
+    assert!(costs.iter().any(|q| q.name == workload::TASK));
+    assert!(
+        costs
+            .iter()
+            .any(|q| q.candle_path == CandlePath::ServerFlux)
+    );
+    influx::drop_target(&c).unwrap();
+}
+
 /// Against a real InfluxDB 2.x: creates a bucket `ohlcv-test-<pid>` in the organisation
 /// `INFLUXDB_ORG` (default `ohlcv-poc`), loads 20,000 trades into it and verifies them through
 /// Flux and InfluxQL. Run it with
@@ -849,18 +1133,7 @@ fn a_sharded_load_is_complete_when_every_shard_is() {
 #[test]
 #[ignore = "needs INFLUXDB_URL and INFLUXDB_TOKEN"]
 fn real_influxdb_2x_when_configured() {
-    let variable = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!("{name} is not set: this test runs against a real InfluxDB 2.x")
-        })
-    };
-    let (url, token) = (variable("INFLUXDB_URL"), variable("INFLUXDB_TOKEN"));
-    let org = std::env::var("INFLUXDB_ORG").unwrap_or_else(|_| common::influx::ORG.into());
-    let bucket = format!("ohlcv-test-{}", std::process::id());
-    let c = InfluxConfig {
-        org,
-        ..influx_config(&url, &token, &bucket)
-    };
+    let c = real_2x("ohlcv-test");
     assert_eq!(setup(&c).unwrap(), SetupOutcome::Created);
     let dir = tempfile::tempdir().unwrap();
     let load = common::small_config(20_000);

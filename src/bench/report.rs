@@ -509,4 +509,71 @@ mod tests {
         assert!(svg.contains("width=\"210.0\""), "{svg}");
         assert!(svg.starts_with("<svg"));
     }
+
+    #[test]
+    fn the_flux_paths_are_labelled_in_the_table_the_chart_and_the_json() {
+        use crate::store::influx::Precision;
+        let settings = Settings {
+            schema: Schema::Tags,
+            batch_lines: 1_000,
+            writers: 1,
+            gzip: false,
+            precision: Precision::Ns,
+        };
+        let mut run = Run::rejected(settings, String::new());
+        run.rejected = None;
+        run.verified = true;
+        run.trades_per_second = Some(1.0);
+        run.queries = [CandlePath::ServerFlux, CandlePath::DownsampledTask]
+            .map(|candle_path| QueryCost {
+                name: "1h candles, a month".into(),
+                candle_path,
+                cold_ms: Some(2.0),
+                p50_ms: Some(1.0),
+                p99_ms: Some(1.5),
+                rows: Some(3),
+                error: None,
+            })
+            .to_vec();
+        let report = Report {
+            server: ServerInfo {
+                version: Some("2.7.11".into()),
+                url: "http://127.0.0.1:8086/".into(),
+                api: Api::V2,
+                query_language: QueryLanguage::Flux,
+                sources: Sources {
+                    cpu: None,
+                    memory: None,
+                    disk: None,
+                    data_dirs: Vec::new(),
+                },
+            },
+            machine: Machine::this(),
+            load: GeneratorConfig::default(),
+            generator_version: GENERATOR_VERSION,
+            command: "ohlcv bench influx".into(),
+            runs: vec![run],
+        };
+        let md = report.markdown();
+        for label in ["server Flux aggregateWindow", "downsampled (task)"] {
+            assert!(
+                md.contains(&format!(
+                    "| 1h candles, a month | {label} | 2.0 | 1.0 | 1.5 | 3 |"
+                )),
+                "{md}"
+            );
+            assert!(
+                report
+                    .query_chart()
+                    .contains(&format!("{label}: 1h candles, a month")),
+                "{label}"
+            );
+        }
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["runs"][0]["queries"][0]["candle_path"], "server_flux");
+        assert_eq!(
+            json["runs"][0]["queries"][1]["candle_path"],
+            "downsampled_task"
+        );
+    }
 }

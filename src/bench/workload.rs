@@ -14,8 +14,9 @@ use crate::model::Symbol;
 use crate::query::{self, CandleQuery};
 use crate::store::Store;
 use crate::store::influx::client::{Client, quote_ident, quote_string};
+use crate::store::influx::flux::{CandleSource, FluxStore};
 use crate::store::influx::line_protocol::TRADE;
-use crate::store::influx::{Api, InfluxConfig, influxql};
+use crate::store::influx::{Api, InfluxConfig, QueryLanguage, admin, influxql};
 
 /// The zone candles are aligned to: the exchange's.
 const ZONE: Tz = chrono_tz::America::New_York;
@@ -23,8 +24,14 @@ const ZONE: Tz = chrono_tz::America::New_York;
 /// The measurement the downsampling statement writes 1-minute candles into.
 pub const DOWNSAMPLED: &str = "candle_1m_cq";
 
+/// The measurement the 2.x downsampling task's script writes 1-minute candles into.
+pub const DOWNSAMPLED_TASK: &str = "candle_1m_task";
+
 /// The name of the downsampling statement's cost among the queries.
 pub const DOWNSAMPLE: &str = "downsample the symbol's trades into 1m candles";
+
+/// The name of the 2.x downsampling task's creation and deletion among the queries.
+pub const TASK: &str = "create and delete the 1m downsampling task";
 
 /// How candles are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,9 +42,15 @@ pub enum CandlePath {
     Stored1m,
     /// Computed by the server from the raw trades at query time (InfluxQL `GROUP BY time`).
     ServerGroupBy,
+    /// Computed by the server from the raw trades at query time (Flux `aggregateWindow()`).
+    ServerFlux,
     /// Computed once by the server into a measurement of 1-minute candles (the statement a
     /// continuous query runs), then rolled up by the server at query time.
     Downsampled,
+    /// Computed once by the server into a measurement of 1-minute candles (the script of a
+    /// 2.x task, run once over the load as a query), then rolled up by the server at query
+    /// time with Flux.
+    DownsampledTask,
     /// Raw trades, no candles.
     Trades,
 }
@@ -47,7 +60,9 @@ impl CandlePath {
         match self {
             CandlePath::Stored1m => "stored 1m (loader)",
             CandlePath::ServerGroupBy => "server GROUP BY time",
+            CandlePath::ServerFlux => "server Flux aggregateWindow",
             CandlePath::Downsampled => "downsampled (continuous query)",
+            CandlePath::DownsampledTask => "downsampled (task)",
             CandlePath::Trades => "trades",
         }
     }
@@ -114,8 +129,15 @@ pub fn run(
     let Some(ranges) = Ranges::new(plan) else {
         return Vec::new();
     };
-    let client = match Client::new(config.clone()) {
-        Ok(client) => client,
+    // Flux and tasks on 2.x.
+    let clients = Client::new(config.clone()).and_then(|client| {
+        let flux = (config.api == Api::V2)
+            .then(|| FluxStore::new(config.clone()))
+            .transpose()?;
+        Ok((client, flux))
+    });
+    let (client, flux) = match clients {
+        Ok(clients) => clients,
         Err(e) => {
             return vec![QueryCost {
                 name: "connect".into(),
@@ -176,6 +198,11 @@ pub fn run(
     };
     let by_day = format!(" tz({})", quote_string(ZONE.name()));
 
+    // InfluxQL on 1.x, and on 2.x when reads go through it (its v1 compatibility API).
+    let influxql_paths = config.api == Api::V1 || config.query_language == QueryLanguage::Influxql;
+    let server_candles =
+        |flux, source, every, range| flux_candles(flux, source, &ranges.symbol, every, range);
+
     let mut queries: Vec<(&str, CandlePath, Run<'_>)> = vec![
         (
             "1m candles, a day",
@@ -192,42 +219,67 @@ pub fn run(
             CandlePath::Stored1m,
             stored("1d", ranges.all),
         ),
-        (
-            "1m candles, a day",
-            CandlePath::ServerGroupBy,
-            influxql(from_trades("1m", ranges.day, "")),
-        ),
-        (
-            "1h candles, a month",
-            CandlePath::ServerGroupBy,
-            influxql(from_trades("1h", ranges.month, "")),
-        ),
-        (
-            "1d candles, the load",
-            CandlePath::ServerGroupBy,
-            influxql(from_trades("1d", ranges.all, &by_day)),
-        ),
-        (
-            "last 100 trades",
-            CandlePath::Trades,
-            influxql(format!(
-                "SELECT \"price\", \"amount\", \"side\"{} {} ORDER BY time DESC LIMIT 100",
-                if schema.trade_ids() {
-                    ", \"trade_id\""
-                } else {
-                    ""
-                },
-                within(TRADE, ranges.all)
-            )),
-        ),
     ];
+    if influxql_paths {
+        queries.extend([
+            (
+                "1m candles, a day",
+                CandlePath::ServerGroupBy,
+                influxql(from_trades("1m", ranges.day, "")),
+            ),
+            (
+                "1h candles, a month",
+                CandlePath::ServerGroupBy,
+                influxql(from_trades("1h", ranges.month, "")),
+            ),
+            (
+                "1d candles, the load",
+                CandlePath::ServerGroupBy,
+                influxql(from_trades("1d", ranges.all, &by_day)),
+            ),
+        ]);
+    }
+    if let Some(flux) = &flux {
+        queries.extend([
+            (
+                "1m candles, a day",
+                CandlePath::ServerFlux,
+                server_candles(flux, CandleSource::Trades, "1m", ranges.day),
+            ),
+            (
+                "1h candles, a month",
+                CandlePath::ServerFlux,
+                server_candles(flux, CandleSource::Trades, "1h", ranges.month),
+            ),
+            (
+                "1d candles, the load",
+                CandlePath::ServerFlux,
+                server_candles(flux, CandleSource::Trades, "1d", ranges.all),
+            ),
+        ]);
+    }
+    let last_trades: Run<'_> = match &flux {
+        Some(flux) if !influxql_paths => {
+            let q = flux.latest_trades_query(&ranges.symbol, ranges.all, 100);
+            Box::new(move || flux.rows(&q).map_err(|e| e.to_string()))
+        }
+        _ => influxql(format!(
+            "SELECT \"price\", \"amount\", \"side\"{} {} ORDER BY time DESC LIMIT 100",
+            if schema.trade_ids() {
+                ", \"trade_id\""
+            } else {
+                ""
+            },
+            within(TRADE, ranges.all)
+        )),
+    };
+    queries.push(("last 100 trades", CandlePath::Trades, last_trades));
     let mut costs: Vec<QueryCost> = queries
         .iter()
         .map(|(name, path, run)| time(name, *path, run, warm_runs))
         .collect();
 
-    // `SELECT ... INTO` is what a 1.x continuous query runs; 2.x has tasks instead, which are
-    // not benchmarked here.
+    // `SELECT ... INTO` is what a 1.x continuous query runs.
     if config.api == Api::V1 {
         // The queried symbol's trades only: on the year, the statement's cost is mostly the
         // minutes it walks per series, so the whole load would cost as many times more as it
@@ -274,7 +326,74 @@ pub fn run(
                 .map(|(name, path, run)| time(name, *path, run, warm_runs)),
         );
     }
+
+    // A 2.x task runs its script every minute over the minute before: on a load of past
+    // trades it would find none, so the task is created (and deleted) to exercise the API,
+    // and its script is run once over the symbol's whole load as a query, which is what
+    // the task's runs would have done over that time.
+    if let Some(flux) = &flux {
+        let symbol = &ranges.symbol;
+        let script = format!(
+            "option task = {{name: \"ohlcv 1m candles {}\", every: 1m}}\n\n{}",
+            symbol.as_str().replace(['"', '\\', '$'], "_"),
+            flux.downsample_flux(symbol, DOWNSAMPLED_TASK, "-task.every", "now()")
+        );
+        let task: Run<'_> = Box::new(move || {
+            let id = admin::create_task(config, &script, "ohlcv bench influx: 1-minute candles")
+                .map_err(|e| e.to_string())?;
+            admin::delete_task(config, &id).map_err(|e| e.to_string())?;
+            Ok(1)
+        });
+        costs.push(time(TASK, CandlePath::DownsampledTask, &task, 0));
+        let q = flux.downsample_range_flux(symbol, DOWNSAMPLED_TASK, ranges.all);
+        let downsample: Run<'_> = Box::new(move || flux.rows(&q).map_err(|e| e.to_string()));
+        costs.push(time(
+            DOWNSAMPLE,
+            CandlePath::DownsampledTask,
+            &downsample,
+            0,
+        ));
+        let source = CandleSource::Downsampled(DOWNSAMPLED_TASK);
+        queries = vec![
+            (
+                "1m candles, a day",
+                CandlePath::DownsampledTask,
+                server_candles(flux, source, "1m", ranges.day),
+            ),
+            (
+                "1h candles, a month",
+                CandlePath::DownsampledTask,
+                server_candles(flux, source, "1h", ranges.month),
+            ),
+            (
+                "1d candles, the load",
+                CandlePath::DownsampledTask,
+                server_candles(flux, source, "1d", ranges.all),
+            ),
+        ];
+        costs.extend(
+            queries
+                .iter()
+                .map(|(name, path, run)| time(name, *path, run, warm_runs)),
+        );
+    }
     costs
+}
+
+/// `every`-long candles of `symbol` in `range`, computed by the server from `source` in Flux.
+fn flux_candles<'a>(
+    flux: &'a FluxStore,
+    source: CandleSource<'static>,
+    symbol: &Symbol,
+    every: &'static str,
+    range: (i64, i64),
+) -> Run<'a> {
+    let symbol = symbol.clone();
+    Box::new(move || {
+        flux.server_candles(source, &symbol, range, every, ZONE)
+            .map(|rows| rows.len() as u64)
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// Runs `run` once cold and `warm_runs` times warm.

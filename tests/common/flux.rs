@@ -1,16 +1,19 @@
-//! A Flux evaluator for the strict v2 test server: the subset of Flux the store's reads use
-//! (`from`, `range`, `filter` with `==` joined by `and`, `pivot`, `group`, `sort`, `limit`,
-//! `keep`, `count`, `last`, `yield`), on Flux's data model (tables grouped by series and field,
-//! `_start`/`_stop`/`_time`/`_value`/`_field`/`_measurement` columns, group keys), answered in
-//! annotated CSV as `/api/v2/query` answers. Anything outside the subset is an error, as a real
-//! server refuses what it cannot compile, so the store's queries must stay within it.
+//! A Flux evaluator for the strict v2 test server: the subset of Flux the store's reads and
+//! the benchmark's server-side candles use (`import "timezone"` and the `location` option,
+//! `from`, `range`, `filter` with `==` joined by `and`, `pivot`, `group`, `sort`, `limit`,
+//! `keep`, `count`, `last`, `aggregateWindow`, `set`, `to`, `yield`), on Flux's data model
+//! (tables grouped by series and field, `_start`/`_stop`/`_time`/`_value`/`_field`/
+//! `_measurement` columns, group keys), answered in annotated CSV as `/api/v2/query` answers.
+//! Anything outside the subset is an error, as a real server refuses what it cannot compile,
+//! so the store's queries must stay within it.
 //!
 //! Sources: <https://docs.influxdata.com/flux/v0/stdlib/universe/> for each function,
 //! <https://docs.influxdata.com/influxdb/v2/reference/syntax/annotated-csv/> for the answer.
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
 
 #[derive(Debug, Clone, PartialEq, PartialOrd)]
 pub enum Value {
@@ -219,13 +222,96 @@ fn regroup(tables: Vec<Table>, key: Vec<String>) -> Vec<Table> {
     out
 }
 
-/// Evaluates one `from(...) |> ...` statement; returns its result name and tables.
+/// A duration literal of seconds to days (`30s`, `1m`, `1h`, `1d`) in nanoseconds.
+fn duration(s: &str) -> Result<i64, String> {
+    let unit = s.trim_start_matches(|c: char| c.is_ascii_digit());
+    let n: i64 = s[..s.len() - unit.len()]
+        .parse()
+        .map_err(|_| format!("expected a duration, got {s:?}"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "this server takes durations in s, m, h or d, not {s:?}"
+            ));
+        }
+    };
+    Ok(n * seconds * 1_000_000_000)
+}
+
+/// The window of `every` that holds `t`, cut in `location`: windows align with the Unix
+/// epoch on the location's wall clock, so daily windows start at its midnights
+/// (<https://docs.influxdata.com/flux/v0/stdlib/universe/window/>: "by default the start
+/// boundary of a window will align with the Unix epoch modified by the offset of the
+/// location option").
+fn window(t: i64, every: i64, location: Tz) -> Result<(i64, i64), String> {
+    let wall = location
+        .timestamp_nanos(t)
+        .naive_local()
+        .and_utc()
+        .timestamp_nanos_opt()
+        .ok_or("a time out of range")?;
+    let start = wall - wall.rem_euclid(every);
+    let instant = |wall: i64| {
+        location
+            .from_local_datetime(&DateTime::<Utc>::from_timestamp_nanos(wall).naive_utc())
+            .earliest()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .ok_or(format!(
+                "a window bound in a gap of {location}: this server cuts none"
+            ))
+    };
+    Ok((instant(start)?, instant(start + every)?))
+}
+
+/// The sum of `values` of one type, as Flux's `sum()` keeps the column's type.
+fn sum(values: &[&Value]) -> Result<Option<Value>, String> {
+    values.iter().try_fold(None, |total, v| {
+        Ok(Some(match (total, v) {
+            (None, v) => (*v).clone(),
+            (Some(Value::Int(a)), Value::Int(b)) => Value::Int(a + b),
+            (Some(Value::UInt(a)), Value::UInt(b)) => Value::UInt(a + b),
+            (Some(Value::Float(a)), Value::Float(b)) => Value::Float(a + b),
+            (Some(a), b) => return Err(format!("cannot sum {a:?} and {b:?}")),
+        }))
+    })
+}
+
+/// The series key a point is stored under, as line protocol names it: the measurement and
+/// the tags in key order.
+pub fn series_key(measurement: &str, tags: &[(String, String)]) -> String {
+    let mut key = measurement.to_string();
+    for (k, v) in tags {
+        key.push_str(&format!(",{k}={v}"));
+    }
+    key
+}
+
+/// Evaluates one `from(...) |> ...` statement in `location`; returns its result name and
+/// tables, and adds the points its `to()` wrote to `written`.
 fn statement(
     source: &str,
     bucket_exists: &dyn Fn(&str) -> bool,
     points: &[Point],
+    location: Tz,
+    written: &mut Vec<Point>,
 ) -> Result<(String, Vec<Table>), String> {
     let calls = calls(source)?;
+    // The first filter's `_measurement` and `_field` terms, if it is the call after range():
+    // rows it would drop are not built (only for speed: the filter still runs).
+    let first_filter = match calls.get(2) {
+        Some((name, args)) if name == "filter" => named_args(args)?
+            .get("fn")
+            .map(|f| predicate(f))
+            .transpose()?
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let wanted =
+        |column: &str, value: &str| first_filter.iter().all(|(c, v)| c != column || v == value);
     let mut calls = calls.into_iter();
     let (name, args) = calls.next().ok_or("empty statement")?;
     if name != "from" {
@@ -253,11 +339,11 @@ fn statement(
     let mut series: BTreeMap<String, Table> = BTreeMap::new();
     let mut sorted: Vec<&Point> = points
         .iter()
-        .filter(|p| p.time >= start && p.time < stop)
+        .filter(|p| p.time >= start && p.time < stop && wanted("_measurement", &p.measurement))
         .collect();
     sorted.sort_by_key(|p| p.time);
     for p in sorted {
-        for (field, value) in &p.fields {
+        for (field, value) in p.fields.iter().filter(|(f, _)| wanted("_field", f)) {
             let mut row = Row::new();
             row.insert("_start".into(), Value::Time(start));
             row.insert("_stop".into(), Value::Time(stop));
@@ -353,19 +439,165 @@ fn statement(
                     .collect()
             }
             "group" => {
-                expect_args("group", &args, &[])?;
-                regroup(tables, Vec::new())
+                expect_args("group", &args, &["columns"])?;
+                let columns = match args.get("columns") {
+                    Some(columns) => string_array(columns)?,
+                    None => Vec::new(),
+                };
+                regroup(tables, columns)
             }
             "sort" => {
-                expect_args("sort", &args, &["columns"])?;
+                expect_args("sort", &args, &["columns", "desc"])?;
                 let columns = string_array(args.get("columns").ok_or("sort() needs columns")?)?;
+                let desc = match args.get("desc").map(String::as_str) {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => return Err(format!("desc: expected a bool, got {other:?}")),
+                };
                 for t in &mut tables {
                     t.rows.sort_by(|a, b| {
-                        columns
+                        let order = columns
                             .iter()
                             .map(|c| a.get(c).partial_cmp(&b.get(c)).unwrap())
                             .find(|o| o.is_ne())
-                            .unwrap_or(std::cmp::Ordering::Equal)
+                            .unwrap_or(std::cmp::Ordering::Equal);
+                        if desc { order.reverse() } else { order }
+                    });
+                }
+                tables
+            }
+            // <https://docs.influxdata.com/flux/v0/stdlib/universe/aggregatewindow/>: rows
+            // are windowed by `_time`, each window's `_value`s reduced by `fn`; the other
+            // columns outside the group key are dropped, and the window's bound `timeSrc`
+            // (its stop by default) becomes `_time`. Empty windows give no row only with
+            // `createEmpty: false` (the default, true, gives them a null value).
+            "aggregateWindow" => {
+                expect_args(&name, &args, &["every", "fn", "timeSrc", "createEmpty"])?;
+                let every = duration(args.get("every").ok_or("aggregateWindow() needs every")?)?;
+                let function = args.get("fn").ok_or("aggregateWindow() needs fn")?.clone();
+                let use_start = match args.get("timeSrc") {
+                    None => false,
+                    Some(src) => match string_literal(src)?.0.as_str() {
+                        "_start" => true,
+                        "_stop" => false,
+                        other => return Err(format!("timeSrc {other:?} is not a window bound")),
+                    },
+                };
+                if args.get("createEmpty").map(String::as_str) != Some("false") {
+                    return Err(
+                        "this server computes aggregateWindow(createEmpty: false) only".into(),
+                    );
+                }
+                let mut out = Vec::new();
+                for t in tables {
+                    let mut windows: BTreeMap<i64, (i64, Vec<Row>)> = BTreeMap::new();
+                    for row in t.rows {
+                        let Some(Value::Time(time)) = row.get("_time") else {
+                            return Err("aggregateWindow() needs _time".into());
+                        };
+                        let (start, stop) = window(*time, every, location)?;
+                        windows
+                            .entry(start)
+                            .or_insert((stop, Vec::new()))
+                            .1
+                            .push(row);
+                    }
+                    let mut rows = Vec::new();
+                    for (start, (stop, window_rows)) in windows {
+                        let values: Vec<&Value> =
+                            window_rows.iter().filter_map(|r| r.get("_value")).collect();
+                        let value = match function.as_str() {
+                            "first" => values.first().map(|v| (*v).clone()),
+                            "last" => values.last().map(|v| (*v).clone()),
+                            "min" => values
+                                .iter()
+                                .min_by(|a, b| a.partial_cmp(b).unwrap())
+                                .map(|v| (*v).clone()),
+                            "max" => values
+                                .iter()
+                                .max_by(|a, b| a.partial_cmp(b).unwrap())
+                                .map(|v| (*v).clone()),
+                            "sum" => sum(&values)?,
+                            "count" => Some(Value::Int(values.len() as i64)),
+                            other => {
+                                return Err(format!(
+                                    "aggregateWindow(fn: {other}) is not supported by this test server"
+                                ));
+                            }
+                        };
+                        let Some(value) = value else { continue };
+                        let first = &window_rows[0];
+                        let mut row: Row = t
+                            .key
+                            .iter()
+                            .chain(["_start".to_string(), "_stop".to_string()].iter())
+                            .filter_map(|c| first.get(c).map(|v| (c.clone(), v.clone())))
+                            .collect();
+                        row.insert("_value".into(), value);
+                        row.insert(
+                            "_time".into(),
+                            Value::Time(if use_start { start } else { stop }),
+                        );
+                        rows.push(row);
+                    }
+                    if !rows.is_empty() {
+                        out.push(Table { key: t.key, rows });
+                    }
+                }
+                out
+            }
+            // <https://docs.influxdata.com/flux/v0/stdlib/universe/set/>
+            "set" => {
+                expect_args(&name, &args, &["key", "value"])?;
+                let (key, _) = string_literal(args.get("key").ok_or("set() needs key")?)?;
+                let (value, _) = string_literal(args.get("value").ok_or("set() needs value")?)?;
+                for t in &mut tables {
+                    for row in &mut t.rows {
+                        row.insert(key.clone(), Value::Str(value.clone()));
+                    }
+                }
+                tables
+            }
+            // <https://docs.influxdata.com/flux/v0/stdlib/influxdata/influxdb/to/>: each row
+            // is a point of `_measurement` with the field `_field` = `_value` at `_time`, its
+            // other string columns its tags; the tables pass on unchanged.
+            "to" => {
+                expect_args(&name, &args, &["bucket", "org"])?;
+                let (bucket, _) = string_literal(args.get("bucket").ok_or("to() needs bucket")?)?;
+                string_literal(args.get("org").ok_or("to() needs org")?)?;
+                if !bucket_exists(&bucket) {
+                    return Err(format!("could not find bucket {bucket:?}"));
+                }
+                for row in tables.iter().flat_map(|t| &t.rows) {
+                    let (
+                        Some(Value::Str(measurement)),
+                        Some(Value::Str(field)),
+                        Some(Value::Time(time)),
+                        Some(value),
+                    ) = (
+                        row.get("_measurement"),
+                        row.get("_field"),
+                        row.get("_time"),
+                        row.get("_value"),
+                    )
+                    else {
+                        return Err("to() needs _measurement, _field, _time and _value".into());
+                    };
+                    let tags = row
+                        .iter()
+                        .filter(|(c, _)| {
+                            !["_measurement", "_field", "_value"].contains(&c.as_str())
+                        })
+                        .filter_map(|(c, v)| match v {
+                            Value::Str(v) => Some((c.clone(), v.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    written.push(Point {
+                        measurement: measurement.clone(),
+                        tags,
+                        time: *time,
+                        fields: vec![(field.clone(), value.clone())],
                     });
                 }
                 tables
@@ -434,22 +666,57 @@ fn statement(
     Ok((result, tables))
 }
 
+/// The `location` option a query's preamble (what comes before its first `from()`) sets:
+/// UTC unless it imports `timezone` and sets
+/// `option location = timezone.location(name: "...")`
+/// (<https://docs.influxdata.com/flux/v0/stdlib/timezone/location/>).
+fn location(preamble: &str) -> Result<Tz, String> {
+    let mut imported = false;
+    let mut location = Tz::UTC;
+    for line in preamble.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line == "import \"timezone\"" {
+            imported = true;
+        } else if let Some(call) = line.strip_prefix("option location = timezone.location(") {
+            if !imported {
+                return Err("undefined identifier timezone".into());
+            }
+            let args = named_args(call.strip_suffix(')').ok_or("unclosed call")?)?;
+            expect_args("timezone.location", &args, &["name"])?;
+            let (name, _) = string_literal(args.get("name").ok_or("location() needs name")?)?;
+            location = name
+                .parse()
+                .map_err(|_| format!("unknown time zone {name:?}"))?;
+        } else {
+            return Err(format!("this server does not compile {line:?}"));
+        }
+    }
+    Ok(location)
+}
+
 /// Evaluates `query` and answers in annotated CSV with the `#datatype` annotation, or the
-/// compile error a real server would give.
+/// compile error a real server would give; also returns the points its `to()` calls wrote.
 pub fn evaluate(
     query: &str,
     bucket_exists: &dyn Fn(&str) -> bool,
     points: &[Point],
-) -> Result<String, String> {
+) -> Result<(String, Vec<Point>), String> {
     let mut body = Vec::new();
+    let mut written = Vec::new();
     let mut table_id = 0usize;
     let starts: Vec<usize> = query.match_indices("from(").map(|(i, _)| i).collect();
-    if starts.is_empty() {
+    let Some(&first) = starts.first() else {
         return Err("a query needs from()".into());
-    }
+    };
+    let location = location(&query[..first])?;
     for (i, &start) in starts.iter().enumerate() {
         let end = starts.get(i + 1).copied().unwrap_or(query.len());
-        let (result, tables) = statement(&query[start..end], bucket_exists, points)?;
+        let (result, tables) = statement(
+            &query[start..end],
+            bucket_exists,
+            points,
+            location,
+            &mut written,
+        )?;
         for table in tables {
             // Tables are separated by an empty line.
             if !body.is_empty() {
@@ -489,5 +756,5 @@ pub fn evaluate(
             table_id += 1;
         }
     }
-    Ok(String::from_utf8(body).unwrap())
+    Ok((String::from_utf8(body).unwrap(), written))
 }

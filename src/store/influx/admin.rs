@@ -8,6 +8,35 @@ use super::line_protocol;
 use super::{Api, Claim, InfluxConfig, InfluxError, Result};
 use crate::model::Symbol;
 
+/// Creates a task of the target's org that runs `flux` (a script starting with its
+/// `option task = {name: ..., every: ...}`) and returns its id. It is created inactive: the
+/// benchmark creates it to exercise the API and runs its script itself, and a scheduled run
+/// would only add noise to the timings (<https://docs.influxdata.com/influxdb/v2/api/#operation/PostTasks>).
+pub fn create_task(config: &InfluxConfig, flux: &str, description: &str) -> Result<String> {
+    let client = Client::new(config.clone())?;
+    let body = serde_json::json!({
+        "org": config.org,
+        "flux": flux,
+        "description": description,
+        "status": "inactive",
+    });
+    let task = client.create_json(config.endpoint("api/v2/tasks"), &body)?;
+    task.get("id")
+        .and_then(|id| id.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| InfluxError::Protocol(format!("a created task without an id: {task}")))
+}
+
+/// Deletes the task `id`.
+pub fn delete_task(config: &InfluxConfig, id: &str) -> Result<()> {
+    let client = Client::new(config.clone())?;
+    let mut url = config.endpoint("api/v2/tasks");
+    url.path_segments_mut()
+        .map_err(|()| InfluxError::Url(config.public_url()))?
+        .push(id);
+    client.delete(url)
+}
+
 /// Deletes every trade, candle, manifest, shard and claim point of the target. With a
 /// measurement per symbol ([`Schema::PerSymbol`](super::Schema)), 1.x lists the
 /// measurements there are; 2.x, which cannot list them in its delete API, deletes those of

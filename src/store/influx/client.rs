@@ -76,6 +76,15 @@ impl Client {
         self.send(self.http.post(url).json(body)).map(drop)
     }
 
+    /// POSTs `body` and returns the JSON the server answers with (what it created).
+    pub fn create_json(&self, url: reqwest::Url, body: &Value) -> Result<Value> {
+        let text = self
+            .send(self.http.post(url).json(body))?
+            .text()
+            .map_err(transport_error)?;
+        serde_json::from_str(&text).map_err(|e| InfluxError::Protocol(e.to_string()))
+    }
+
     pub fn delete(&self, url: reqwest::Url) -> Result<()> {
         self.send(self.http.delete(url)).map(drop)
     }

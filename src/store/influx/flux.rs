@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::client::Client;
 use super::line_protocol::{CANDLE, CLAIM, MANIFEST, SHARD, TRADE};
 use super::{Claim, InfluxConfig, InfluxError, Result};
-use crate::candles::Candle;
+use crate::candles::{Candle, CandleRow};
 use crate::model::{Nanos, PRICE_UNITS_PER_DOLLAR, Symbol, TradeColumns};
 use crate::store::{self, Manifest, Store};
 
@@ -132,6 +132,44 @@ fn read_tables(
     Ok(())
 }
 
+/// What the server computes candles from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandleSource<'a> {
+    /// The raw trades: `price`, `amount` and the counted field.
+    Trades,
+    /// 1-minute candles the server wrote into the measurement of kind `base` (named by the
+    /// schema, as trades' are), with the fields `open` to `trades`.
+    Downsampled(&'a str),
+}
+
+/// The columns of a candle the server computes, each from a field by a Flux function, in
+/// the order of [`CandleRow`]'s.
+const CANDLE_COLUMNS: [&str; 6] = ["open", "high", "low", "close", "volume", "trades"];
+
+impl CandleSource<'_> {
+    /// (candle column, field, Flux function) for each of [`CANDLE_COLUMNS`].
+    fn rollups(self, schema: super::Schema) -> [(&'static str, &'static str, &'static str); 6] {
+        match self {
+            CandleSource::Trades => [
+                ("open", "price", "first"),
+                ("high", "price", "max"),
+                ("low", "price", "min"),
+                ("close", "price", "last"),
+                ("volume", "amount", "sum"),
+                ("trades", schema.counted_field(), "count"),
+            ],
+            CandleSource::Downsampled(_) => [
+                ("open", "open", "first"),
+                ("high", "high", "max"),
+                ("low", "low", "min"),
+                ("close", "close", "last"),
+                ("volume", "volume", "sum"),
+                ("trades", "trades", "sum"),
+            ],
+        }
+    }
+}
+
 /// Trades and 1-minute candles in InfluxDB, read with Flux.
 pub struct FluxStore {
     client: Client,
@@ -174,6 +212,200 @@ impl FluxStore {
             string(self.bucket()),
             string(&schema.measurement(base, symbol)),
         )
+    }
+
+    /// One Flux statement per candle column, each yielding that column of `every`-long candles
+    /// of `symbol` in `[start, end)`, computed by the server from `source` with
+    /// `aggregateWindow()`, and finished by `finish` (a `yield()`, or a `to()` and then one).
+    ///
+    /// Windows are cut in `zone` (the `location` option), so daily candles start at the
+    /// zone's midnight; `every` is a Flux duration of seconds to days (`1m`, `1h`, `1d`),
+    /// whose windows begin where ohlcv's buckets do in a zone with whole-hour offsets. Each
+    /// window is stamped with its start (`timeSrc: "_start"`; the default is its stop) and
+    /// windows without trades give no candle (`createEmpty: false`), as ohlcv's
+    /// `fill=none`. Buy and sell trades are separate series when the side is a tag: they are
+    /// grouped into one table and sorted by time, as `first()` and `last()` take a table's
+    /// first and last rows. Sources:
+    /// <https://docs.influxdata.com/flux/v0/stdlib/universe/aggregatewindow/>,
+    /// <https://docs.influxdata.com/flux/v0/stdlib/timezone/location/>.
+    fn window_statements(
+        &self,
+        source: CandleSource,
+        symbol: &Symbol,
+        (start, end): (&str, &str),
+        every: &str,
+        zone: chrono_tz::Tz,
+        finish: impl Fn(&str) -> String,
+    ) -> String {
+        let schema = self.client.config().schema;
+        let base = match source {
+            CandleSource::Trades => TRADE,
+            CandleSource::Downsampled(base) => base,
+        };
+        let merge_sides = if source == CandleSource::Trades && schema.side_tag() {
+            let symbol_column = if schema.symbol_tag() {
+                ", \"symbol\""
+            } else {
+                ""
+            };
+            format!(
+                "\n  |> group(columns: [\"_measurement\", \"_field\"{symbol_column}])\n  |> sort(columns: [\"_time\"])"
+            )
+        } else {
+            String::new()
+        };
+        let mut q = format!(
+            "import \"timezone\"\n\noption location = timezone.location(name: {})\n",
+            string(zone.name())
+        );
+        for (column, field, function) in source.rollups(schema) {
+            let predicate = format!(" and r._field == {}", string(field));
+            q.push_str(&format!(
+                "\n{}{merge_sides}\n  |> aggregateWindow(every: {every}, fn: {function}, timeSrc: \"_start\", createEmpty: false){}\n",
+                self.select(base, symbol, start, end, &predicate),
+                finish(column)
+            ));
+        }
+        q
+    }
+
+    /// The Flux query of [`FluxStore::server_candles`].
+    pub fn server_candles_query(
+        &self,
+        source: CandleSource,
+        symbol: &Symbol,
+        (start, end): (Nanos, Nanos),
+        every: &str,
+        zone: chrono_tz::Tz,
+    ) -> String {
+        self.window_statements(
+            source,
+            symbol,
+            (&time(start), &time(end)),
+            every,
+            zone,
+            |column| format!("\n  |> yield(name: {})", string(column)),
+        )
+    }
+
+    /// `every`-long candles of `symbol` in `[start, end)` computed by the server from `source`
+    /// at query time (see [`FluxStore::window_statements`]). The server computes no notional,
+    /// so the candles have no VWAP.
+    pub fn server_candles(
+        &self,
+        source: CandleSource,
+        symbol: &Symbol,
+        range: (Nanos, Nanos),
+        every: &str,
+        zone: chrono_tz::Tz,
+    ) -> Result<Vec<CandleRow>> {
+        let q = self.server_candles_query(source, symbol, range, every, zone);
+        let mut columns: std::collections::BTreeMap<Nanos, [Option<i64>; 6]> = Default::default();
+        self.each(&q, |result, r| {
+            let i = CANDLE_COLUMNS
+                .iter()
+                .position(|c| *c == result)
+                .ok_or_else(|| InfluxError::Protocol(format!("unexpected result {result:?}")))?;
+            let value = r.get("_value")?;
+            let value = if i < 4 {
+                self.price(value)?
+            } else {
+                parse(value, "a sum or count")?
+            };
+            if let Some(slot) = columns
+                .entry(parse_time(r.get("_time")?)?)
+                .or_default()
+                .get_mut(i)
+            {
+                *slot = Some(value);
+            }
+            Ok(())
+        })?;
+        let negative = |n: i64| InfluxError::Protocol(format!("a negative sum or count {n}"));
+        columns
+            .into_iter()
+            .map(|(time, values)| match values {
+                [
+                    Some(open),
+                    Some(high),
+                    Some(low),
+                    Some(close),
+                    Some(volume),
+                    Some(trades),
+                ] => Ok(CandleRow {
+                    time,
+                    ohlc: Some([open, high, low, close]),
+                    volume: u64::try_from(volume).map_err(|_| negative(volume))?,
+                    trades: u64::try_from(trades).map_err(|_| negative(trades))?,
+                    vwap: None,
+                }),
+                _ => Err(InfluxError::Protocol(format!(
+                    "the candle at {} lacks a column",
+                    self::time(time)
+                ))),
+            })
+            .collect()
+    }
+
+    /// Flux that computes the 1-minute candles of `symbol`'s trades in `[start, stop)` and
+    /// writes them with `to()` into this bucket, as the measurement of kind `into` (see
+    /// [`CandleSource::Downsampled`]), tagged with the symbol when the schema tags it.
+    /// `start` and `stop` are Flux expressions: a task's script reads the minute before each
+    /// run (`-task.every`), a run over a load names its range.
+    pub fn downsample_flux(&self, symbol: &Symbol, into: &str, start: &str, stop: &str) -> String {
+        let config = self.client.config();
+        let measurement = config.schema.measurement(into, symbol);
+        self.window_statements(
+            CandleSource::Trades,
+            symbol,
+            (start, stop),
+            "1m",
+            chrono_tz::UTC,
+            |column| {
+                format!(
+                    "\n  |> set(key: \"_measurement\", value: {})\n  |> set(key: \"_field\", value: {})\n  |> to(bucket: {}, org: {})\n  |> yield(name: {})",
+                    string(&measurement),
+                    string(column),
+                    string(self.bucket()),
+                    string(&config.org),
+                    string(column)
+                )
+            },
+        )
+    }
+
+    /// [`FluxStore::downsample_flux`] over `[start, end)`.
+    pub fn downsample_range_flux(
+        &self,
+        symbol: &Symbol,
+        into: &str,
+        (start, end): (Nanos, Nanos),
+    ) -> String {
+        self.downsample_flux(symbol, into, &time(start), &time(end))
+    }
+
+    /// The Flux query of the newest `n` trades of `symbol` in `[start, end)`, newest first.
+    pub fn latest_trades_query(
+        &self,
+        symbol: &Symbol,
+        (start, end): (Nanos, Nanos),
+        n: usize,
+    ) -> String {
+        let mut q = self.select(TRADE, symbol, &time(start), &time(end), "");
+        q.push_str(&format!(
+            "\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")\n  |> group()\n  |> sort(columns: [\"_time\"], desc: true)\n  |> limit(n: {n})"
+        ));
+        q
+    }
+
+    /// Runs `query` and returns how many rows its tables had: for timing a query by itself.
+    pub fn rows(&self, query: &str) -> Result<u64> {
+        let mut rows = 0;
+        self.each(query, |_, _| {
+            rows += 1;
+            Ok(())
+        })?;
+        Ok(rows)
     }
 
     /// A price as the schema holds it, in units of $0.001.
