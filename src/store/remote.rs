@@ -40,6 +40,10 @@ use super::{Backend, Result, StoreError};
 
 /// How many times a manifest commit that lost a race is tried again before giving up.
 const COMMIT_ATTEMPTS: u32 = 64;
+/// How many times a request cut off by a transport error is tried again, beyond the client's
+/// own retries, before the error is the caller's: the client does not retry an answer's body
+/// cut off on the way, nor a conditional PUT, which a server restarting does to both.
+const INTERRUPTIONS: u32 = 5;
 /// The first wait before trying a lost commit again; it doubles, up to [`COMMIT_MAX_WAIT`],
 /// and each wait is drawn at random between half and all of it.
 const COMMIT_FIRST_WAIT: Duration = Duration::from_millis(20);
@@ -173,14 +177,18 @@ impl Remote {
         move |e| object_err(&name, e)
     }
 
-    /// The object `rel`, with its ETag; `None` if there is none.
-    pub fn get(&self, rel: &str) -> Result<Option<(Bytes, Option<String>)>> {
+    /// The object `rel`, with the version a conditional PUT replacing it names (the ETag,
+    /// and on Google Cloud Storage the generation); `None` if there is none.
+    pub fn get(&self, rel: &str) -> Result<Option<(Bytes, UpdateVersion)>> {
         let key = self.key(rel);
-        let got = block_on(async {
+        let got = block_on(again(|| async {
             let result = self.store.get(&key).await?;
-            let e_tag = result.meta.e_tag.clone();
-            Ok::<_, object_store::Error>((result.bytes().await?, e_tag))
-        })?;
+            let version = UpdateVersion {
+                e_tag: result.meta.e_tag.clone(),
+                version: result.meta.version.clone(),
+            };
+            Ok((result.bytes().await?, version))
+        }))?;
         match got {
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -191,7 +199,7 @@ impl Remote {
     /// Size and a version stamp of the object `rel`; `None` if there is none.
     pub fn head(&self, rel: &str) -> Result<Option<(u64, String)>> {
         let key = self.key(rel);
-        match block_on(self.store.head(&key))? {
+        match block_on(again(|| self.store.head(&key)))? {
             Ok(meta) => Ok(Some((
                 meta.size,
                 meta.e_tag
@@ -205,7 +213,8 @@ impl Remote {
     /// Publishes `bytes` as the object `rel` with one PUT: readers see all of it or nothing.
     pub fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
         let key = self.key(rel);
-        block_on(self.store.put(&key, PutPayload::from(bytes)))?
+        let payload = PutPayload::from(bytes);
+        block_on(again(|| self.store.put(&key, payload.clone())))?
             .map(|_| ())
             .map_err(self.err(rel))
     }
@@ -214,7 +223,8 @@ impl Remote {
     pub fn list(&self, rel: &str) -> Result<Vec<(String, u64)>> {
         let key = self.key(rel);
         let metas: Vec<object_store::ObjectMeta> =
-            block_on(self.store.list(Some(&key)).try_collect())?.map_err(self.err(rel))?;
+            block_on(again(|| self.store.list(Some(&key)).try_collect()))?
+                .map_err(self.err(rel))?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
@@ -229,7 +239,7 @@ impl Remote {
     pub fn delete_all(&self, rel: &str) -> Result<()> {
         for (name, _) in self.list(rel)? {
             let key = self.key(&name);
-            match block_on(self.store.delete(&key))? {
+            match block_on(again(|| self.store.delete(&key)))? {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.err(&name)(e)),
             }
@@ -254,21 +264,27 @@ impl Remote {
     ) -> Result<Option<Manifest>> {
         let origin = format!("{}/{MANIFEST_FILE}", self.url);
         let mut wait = COMMIT_FIRST_WAIT;
+        let mut interrupted = 0;
         for _ in 0..COMMIT_ATTEMPTS {
-            let (found, e_tag) = match self.get(MANIFEST_FILE)? {
-                Some((bytes, e_tag)) => (Some(Manifest::parse(&bytes, &origin)?), e_tag),
-                None => (None, None),
+            let (found, version) = match self.get(MANIFEST_FILE)? {
+                Some((bytes, version)) => (Some(Manifest::parse(&bytes, &origin)?), version),
+                None => (
+                    None,
+                    UpdateVersion {
+                        e_tag: None,
+                        version: None,
+                    },
+                ),
             };
             let Some(next) = merge(found.as_ref()) else {
                 return Ok(found);
             };
-            let mode = match (&found, e_tag) {
-                (None, _) => PutMode::Create,
-                (Some(_), e_tag @ Some(_)) => PutMode::Update(UpdateVersion {
-                    e_tag,
-                    version: None,
-                }),
-                (Some(_), None) => {
+            let mode = match &found {
+                None => PutMode::Create,
+                Some(_) if version.e_tag.is_some() || version.version.is_some() => {
+                    PutMode::Update(version)
+                }
+                Some(_) => {
                     return Err(StoreError::corrupt(
                         PathBuf::from(&origin),
                         "the store gave the manifest no ETag, so it cannot be updated safely",
@@ -286,14 +302,22 @@ impl Remote {
                 Err(
                     object_store::Error::Precondition { .. }
                     | object_store::Error::AlreadyExists { .. },
-                ) => {
-                    // Another writer committed first: wait a while, drawn at random so that
-                    // writers that collided do not collide again, and merge into theirs.
-                    std::thread::sleep(wait.mul_f64(jitter()));
-                    wait = (wait * 2).min(COMMIT_MAX_WAIT);
+                ) => {}
+                // The client does not retry a conditional PUT cut off on the way (a server
+                // restarting): it may have been applied. Merging is idempotent, so reading the
+                // manifest again and merging into it is safe either way.
+                Err(e @ object_store::Error::Generic { .. }) => {
+                    interrupted += 1;
+                    if interrupted > INTERRUPTIONS {
+                        return Err(self.err(MANIFEST_FILE)(e));
+                    }
                 }
                 Err(e) => return Err(self.err(MANIFEST_FILE)(e)),
             }
+            // Another writer committed first, or the server went away: wait a while, drawn at
+            // random so that writers that collided do not collide again, and merge again.
+            std::thread::sleep(wait.mul_f64(jitter()));
+            wait = (wait * 2).min(COMMIT_MAX_WAIT);
         }
         Err(StoreError::Unavailable(Backend::Content {
             path: PathBuf::from(origin),
@@ -342,7 +366,8 @@ impl Remote {
     fn range(&self, rel: &str, range: Range<u64>) -> Result<(u64, Bytes)> {
         let key = self.key(rel);
         let start = range.start;
-        let bytes = block_on(self.store.get_range(&key, range))?.map_err(self.err(rel))?;
+        let bytes = block_on(again(|| self.store.get_range(&key, range.clone())))?
+            .map_err(self.err(rel))?;
         Ok((start, bytes))
     }
 
@@ -351,11 +376,34 @@ impl Remote {
     pub fn fetch(&self, rel: &str, size: u64, ranges: Vec<Range<u64>>) -> Result<Fetched> {
         let key = self.key(rel);
         let starts: Vec<u64> = ranges.iter().map(|r| r.start).collect();
-        let bytes = block_on(self.store.get_ranges(&key, &ranges))?.map_err(self.err(rel))?;
+        let bytes =
+            block_on(again(|| self.store.get_ranges(&key, &ranges)))?.map_err(self.err(rel))?;
         Ok(Fetched {
             len: size,
             ranges: starts.into_iter().zip(bytes).collect(),
         })
+    }
+}
+
+/// The result of `request`, made again after a wait (that doubles, with jitter) while it
+/// fails with a transport error, [`INTERRUPTIONS`] times at most. Only for requests that can
+/// be repeated with the same effect.
+async fn again<T, F, Fut>(mut request: F) -> object_store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = object_store::Result<T>>,
+{
+    let mut wait = COMMIT_FIRST_WAIT;
+    let mut tries = 0;
+    loop {
+        match request().await {
+            Err(object_store::Error::Generic { .. }) if tries < INTERRUPTIONS => {
+                tries += 1;
+                tokio::time::sleep(wait.mul_f64(jitter())).await;
+                wait = (wait * 2).min(COMMIT_MAX_WAIT);
+            }
+            done => return done,
+        }
     }
 }
 

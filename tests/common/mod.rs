@@ -8,6 +8,7 @@ pub mod flux;
 pub mod influx;
 pub mod influxd;
 pub mod process;
+pub mod proxy;
 pub mod s3;
 
 use std::fmt::Debug;
