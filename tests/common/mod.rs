@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod flux;
 pub mod influx;
 pub mod influxd;
