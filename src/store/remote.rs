@@ -1,4 +1,4 @@
-//! A data directory on object storage (`s3://bucket/prefix`), through Apache Arrow's
+//! A data directory on object storage (`s3://`, `az://`, `gs://`), through Apache Arrow's
 //! `object_store` crate, the storage layer of InfluxDB 3 and DataFusion.
 //!
 //! The same layout as a local data directory, published the object store's way:
@@ -12,9 +12,10 @@
 //! - reads fetch a file's footer once (kept while the manifest stays the same), then only the
 //!   byte ranges of the column chunks of the row groups a query needs ([`Remote::fetch`]).
 //!
-//! Credentials and endpoint come from the environment as AWS's tools read them
-//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...); they
-//! are never printed: errors name the URL and the object only.
+//! Credentials and endpoint come from the environment as each cloud's tools read them
+//! (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, ...; `AZURE_STORAGE_ACCOUNT_NAME`, ...;
+//! `GOOGLE_APPLICATION_CREDENTIALS`, ...); they are never printed: errors name the URL and
+//! the object only.
 //!
 //! The store's client is asynchronous and our [`super::Store`] is not: calls block on a
 //! runtime of the module's own, never dropped, entered from any thread (a request handler's
@@ -189,7 +190,8 @@ fn block_on<F: Future>(f: F) -> Result<F::Output> {
 }
 
 impl Remote {
-    /// The data directory at `url` (`s3://bucket/prefix`), configured from the environment.
+    /// The data directory at `url` (`s3://bucket/prefix`, `az://...`, `gs://...`), configured
+    /// from the environment.
     pub fn open(url: &str) -> Result<Remote> {
         Self::open_with(url, std::env::vars())
     }
