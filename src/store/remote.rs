@@ -212,7 +212,7 @@ impl Remote {
         let Some(cloud) = Cloud::of(scheme) else {
             return Err(StoreError::Missing(Backend::Content {
                 path: PathBuf::from(url),
-                detail: format!("{scheme}:// is not an object store this build knows"),
+                detail: "not an object store URL this build knows (s3://, az://, gs://)".into(),
             }));
         };
         let vars: Vec<(String, String)> = vars
