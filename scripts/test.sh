@@ -42,7 +42,9 @@ if ! command -v azurite-blob >/dev/null 2>&1; then
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
     fi
-    $sudo npm install --global --no-audit --no-fund --loglevel=error "azurite@3"
+    # npm's global prefix is the user's own under nvm and the like, root's with Debian's npm.
+    npm install --global --no-audit --no-fund --loglevel=error "azurite@3" 2>/dev/null \
+        || $sudo npm install --global --no-audit --no-fund --loglevel=error "azurite@3"
 fi
 if ! cargo llvm-cov --version >/dev/null 2>&1; then
     echo "cargo-llvm-cov not found: installing it and the llvm-tools component"

@@ -7,9 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use ohlcv::generator::GeneratorConfig;
+use ohlcv::ingest::IngestError;
 use ohlcv::ingest::{self, LoadSpec, Progress, Shard, Target};
 use ohlcv::store::parquet::ParquetStore;
-use ohlcv::store::{DataDir, Manifest, Store};
+use ohlcv::store::{DataDir, Manifest, Store, StoreError};
 
 use common::azurite::Azurite;
 
@@ -108,4 +109,23 @@ fn the_cli_loads_into_azurite_configured_as_for_the_emulator() {
         !work.path().join("data").exists(),
         "nothing was written locally"
     );
+}
+
+#[test]
+fn a_missing_container_is_one_line_naming_it() {
+    let Some(azurite) = Azurite::start("a_missing_container_is_one_line_naming_it") else {
+        return;
+    };
+    let dir = azurite.data_dir("az://no-such-container/prefix");
+    let target = Target::Parquet { dir: dir.clone() };
+    let spec = common::options(common::small_config(1_000));
+    let err = ingest::run(&target, &spec, &Progress::default(), &Arc::default()).unwrap_err();
+    assert!(
+        matches!(err, IngestError::Store(StoreError::Missing(_))),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("az://no-such-container/prefix"), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(!text.contains(common::azurite::KEY), "{text}");
 }

@@ -381,13 +381,13 @@ fn a_loader_killed_mid_upload_leaves_no_partial_object_and_resumes() {
         // Caught in the middle of a request, most likely a partition's PUT: the proxy passes
         // on a little more of it and holds the rest.
         proxy.hold_after(64 * 1024);
-        common::poll_until(
+        let (counts, exited) = common::poll_until(
             "the loader's upload to be held",
             common::DEADLINE,
-            || proxy.counts(),
-            |c| c.waiting > 0,
+            || (proxy.counts(), first.try_wait().unwrap()),
+            |(c, exited)| c.waiting > 0 || exited.is_some(),
         );
-        assert!(first.try_wait().unwrap().is_none(), "the load had finished");
+        assert!(exited.is_none(), "the load had finished: {counts:?}");
         first.kill().unwrap();
         first.wait().unwrap();
         proxy.release();
