@@ -479,3 +479,34 @@ fn a_load_rides_out_the_server_going_away_and_coming_back() {
     assert!(store.manifest().unwrap().complete);
     common::assert_verifies(&store, (100, 1), 240_000);
 }
+
+#[test]
+fn a_manifest_commit_left_unanswered_is_merged_and_tried_again() {
+    let test = "a_manifest_commit_left_unanswered_is_merged_and_tried_again";
+    let Some(s3) = S3Server::start(test) else {
+        return;
+    };
+    let url = s3.bucket("ohlcv-unanswered", "data");
+    let proxy = common::proxy::Proxy::start(&s3.endpoint);
+    let mut env = s3.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
+    // How long the client waits for an answer (30 s unless told): the one withheld below
+    // ends in a timeout, which the client does not retry for a conditional PUT.
+    env.push(("AWS_TIMEOUT".into(), "3s".into()));
+    let through_proxy =
+        DataDir::Remote(ohlcv::store::remote::Remote::open_with(&url, env).unwrap());
+    // The first commit, the conditional PUT creating the manifest, is applied but never
+    // answered: the commit must read the manifest again, find its own, and carry on.
+    proxy.withhold_answer("PUT /ohlcv-unanswered/data/manifest.json ");
+    let summary = load_into(
+        &through_proxy,
+        &common::options(common::small_config(20_000)),
+    )
+    .unwrap();
+    assert_eq!(summary.written, 20_000);
+    assert_eq!(proxy.counts().withheld, 1);
+    let store = ParquetStore::new(s3.data_dir(&url));
+    assert!(store.manifest().unwrap().complete);
+    common::assert_verifies(&store, (100, 1), 20_000);
+}

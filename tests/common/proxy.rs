@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 #[derive(Debug, Default, Clone)]
@@ -19,6 +20,8 @@ pub struct Counts {
     pub sent: u64,
     /// Client-to-server copies waiting, held.
     pub waiting: u64,
+    /// Answers withheld, as armed with [`Proxy::withhold_answer`].
+    pub withheld: u64,
 }
 
 #[derive(Default)]
@@ -28,6 +31,8 @@ struct State {
     stopped: bool,
     /// Client bytes stop being passed on once `sent` reaches this.
     hold_at: Option<u64>,
+    /// The answer to the next request holding these bytes is withheld.
+    withhold: Option<Vec<u8>>,
     /// Both ends of every connection carried, to cut them when closing.
     live: Vec<TcpStream>,
 }
@@ -108,6 +113,13 @@ impl Proxy {
         state.hold_at = Some(state.counts.sent + bytes);
     }
 
+    /// Withholds the answer to the next request whose bytes hold `request` (its method and
+    /// path, say): the server has it whole and does what was asked, the client never hears,
+    /// as when a server hangs after applying a request; the connection stays open.
+    pub fn withhold_answer(&self, request: &str) {
+        self.shared.lock().withhold = Some(request.as_bytes().to_vec());
+    }
+
     /// Passes everything on again.
     pub fn release(&self) {
         self.shared.lock().hold_at = None;
@@ -132,19 +144,45 @@ fn carry(shared: &Arc<Shared>, client: TcpStream) {
     };
     let ends = [&client, &server].map(|s| s.try_clone().unwrap());
     shared.lock().live.extend(ends);
+    // Set once a request of this connection is to go unanswered.
+    let cut = Arc::new(AtomicBool::new(false));
     let (up, up_from) = (shared.clone(), client.try_clone().unwrap());
-    let up_to = server.try_clone().unwrap();
-    std::thread::spawn(move || pass_on(&up, up_from, up_to, true));
+    let (up_to, up_cut) = (server.try_clone().unwrap(), cut.clone());
+    std::thread::spawn(move || pass_on(&up, up_from, up_to, true, &up_cut));
     let down = shared.clone();
-    std::thread::spawn(move || pass_on(&down, server, client, false));
+    std::thread::spawn(move || pass_on(&down, server, client, false, &cut));
 }
 
 /// Copies `from` to `to` until either ends, counting (and, if held, holding) the client's
 /// bytes when `upstream`; then ends `to`'s writing side, as the other end ended its own.
-fn pass_on(shared: &Shared, mut from: TcpStream, mut to: TcpStream, upstream: bool) {
+/// `cut_here` is the connection's: set upstream when an armed request passes, it stops the
+/// copying downstream at the server's answer, which is the next thing the server sends (a
+/// client sends a request only once it has the answer before); [`State::live`] keeps both
+/// sockets open.
+fn pass_on(
+    shared: &Shared,
+    mut from: TcpStream,
+    mut to: TcpStream,
+    upstream: bool,
+    cut_here: &AtomicBool,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     while let Ok(n @ 1..) = from.read(&mut buf) {
         let mut chunk = &buf[..n];
+        if upstream {
+            let mut state = shared.lock();
+            let armed = state
+                .withhold
+                .as_ref()
+                .is_some_and(|at| chunk.windows(at.len()).any(|w| w == at.as_slice()));
+            if armed {
+                state.withhold = None;
+                state.counts.withheld += 1;
+                cut_here.store(true, Ordering::SeqCst);
+            }
+        } else if cut_here.load(Ordering::SeqCst) {
+            return;
+        }
         while !chunk.is_empty() {
             let allowed = if upstream {
                 let mut state = shared.lock();
