@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need (InfluxDB 1.x from
 # Debian, for the tests that run against a real influxd; moto's S3-compatible server and pyarrow
-# from PyPI, for the tests of the dataset on object storage; cargo-llvm-cov and llvm-tools, to
-# measure coverage), then checks formatting and lints and runs every test once, instrumented.
+# from PyPI and Azurite from npm, for the tests of the dataset on object storage; cargo-llvm-cov
+# and llvm-tools, to measure coverage), then checks formatting and lints and runs every test
+# once, instrumented.
 # It prints the coverage of lines and functions and fails below the floor set here (a little
 # under the figure measured when it was last raised, so it can only go up). Tests against a
 # real InfluxDB 2.x run too when INFLUXDB_URL and INFLUXDB_TOKEN are set. Last, Schemathesis
@@ -33,6 +34,17 @@ if ! python3 -c "import moto.server, pyarrow.fs" >/dev/null 2>&1; then
     echo "moto or pyarrow not found: installing moto[server] and pyarrow from PyPI, for the S3 tests"
     python3 -m pip install --quiet "moto[server]>=5.1" pyarrow \
         || python3 -m pip install --quiet --break-system-packages "moto[server]>=5.1" pyarrow
+fi
+if ! command -v azurite-blob >/dev/null 2>&1; then
+    # Microsoft's Azure Storage emulator, for the tests of az:// data directories.
+    echo "azurite-blob not found: installing azurite from npm, for the Azure tests"
+    if ! command -v npm >/dev/null 2>&1; then
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    # npm's global prefix is the user's own under nvm and the like, root's with Debian's npm.
+    npm install --global --no-audit --no-fund --loglevel=error "azurite@3" 2>/dev/null \
+        || $sudo npm install --global --no-audit --no-fund --loglevel=error "azurite@3"
 fi
 if ! cargo llvm-cov --version >/dev/null 2>&1; then
     echo "cargo-llvm-cov not found: installing it and the llvm-tools component"

@@ -93,9 +93,10 @@ fn read_token(
     about = "Generate, store and serve stock trades and OHLCV candles"
 )]
 pub struct Cli {
-    /// Directory of the embedded store: a path, `file:///path`, or `s3://bucket/prefix` (with
+    /// Directory of the embedded store: a path, `file:///path`, `s3://bucket/prefix` (with
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for other S3 servers,
-    /// AWS_ENDPOINT_URL from the environment).
+    /// AWS_ENDPOINT_URL from the environment), `az://container/prefix` (AZURE_STORAGE_*) or
+    /// `gs://bucket/prefix` (GOOGLE_APPLICATION_CREDENTIALS).
     #[arg(long, global = true, env = "OHLCV_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 

@@ -275,3 +275,238 @@ fn pyarrow_reads_from_the_server_the_counts_and_daily_candles_ohlcv_serves() {
         20_000
     );
 }
+
+/// Reads every `.parquet` object listed under `url` on the server whole, as a reader of the
+/// store would, until `stop`; checks each is a complete Parquet file (its footer parses and
+/// its row groups decode to the rows the footer states). Returns how many distinct objects
+/// (name and size) it checked.
+fn check_listed_objects_whole(
+    s3: &S3Server,
+    url: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> usize {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let remote = ohlcv::store::remote::Remote::open_with(url, s3.env()).unwrap();
+    let mut checked = std::collections::HashSet::new();
+    loop {
+        // The last pass starts after `stop`, so it sees the final listing.
+        let last = stop.load(std::sync::atomic::Ordering::SeqCst);
+        for (name, size) in remote.list("").unwrap() {
+            if !name.ends_with(".parquet") || checked.contains(&(name.clone(), size)) {
+                continue;
+            }
+            let Some((bytes, _)) = remote.get(&name).unwrap() else {
+                continue;
+            };
+            assert_eq!(bytes.len() as u64, size, "{name}: listed size");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap_or_else(|e| panic!("{name} ({size} bytes) is listed but partial: {e}"));
+            let stated = reader.metadata().file_metadata().num_rows();
+            let decoded: usize = reader
+                .build()
+                .unwrap()
+                .map(|batch| batch.unwrap().num_rows())
+                .sum();
+            assert_eq!(decoded as i64, stated, "{name}");
+            checked.insert((name, size));
+        }
+        if last {
+            return checked.len();
+        }
+    }
+}
+
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_loader_killed_mid_upload_leaves_no_partial_object_and_resumes() {
+    let test = "a_loader_killed_mid_upload_leaves_no_partial_object_and_resumes";
+    let Some(s3) = S3Server::start(test) else {
+        return;
+    };
+    let url = s3.bucket("ohlcv-killed", "data");
+    // The loader reaches the server through a proxy that can hold its bytes mid-request; the
+    // test watches the server itself.
+    let proxy = common::proxy::Proxy::start(&s3.endpoint);
+    let mut env = s3.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
+    let staging = tempfile::tempdir().unwrap();
+    env.push(("TMPDIR".into(), staging.path().display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let work = tempfile::tempdir().unwrap();
+    // A year of three symbols: twelve partitions, one a month.
+    let load = |cmd: &mut std::process::Command| {
+        cmd.args(["--data-dir", &url, "--store", "parquet", "load"])
+            .args(["--trades", "240000", "--symbols", "AAPL,MSFT,ZZ.B"])
+            .args([
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-12-31",
+                "--seed",
+                "5",
+            ])
+            .args(["--threads", "1"]);
+    };
+    let direct = s3.data_dir(&url);
+    let DataDir::Remote(remote) = &direct else {
+        unreachable!("an s3:// URL is remote")
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let checked = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| check_listed_objects_whole(&s3, &url, &stop));
+        // Stops the watcher however this thread leaves, a failed assertion included.
+        let stopping = StopOnDrop(&stop);
+
+        let mut first = common::process::ohlcv(work.path(), &env);
+        load(&mut first);
+        let mut first = first
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        common::poll_until(
+            "the loader to publish a partition",
+            common::DEADLINE,
+            || remote.read_manifest().unwrap().map(|m| m.partitions.len()),
+            |published| published.is_some_and(|n| n >= 1),
+        );
+        // Caught in the middle of a request, most likely a partition's PUT: the proxy passes
+        // on a little more of it and holds the rest.
+        proxy.hold_after(64 * 1024);
+        let (counts, exited) = common::poll_until(
+            "the loader's upload to be held",
+            common::DEADLINE,
+            || (proxy.counts(), first.try_wait().unwrap()),
+            |(c, exited)| c.waiting > 0 || exited.is_some(),
+        );
+        assert!(exited.is_none(), "the load had finished: {counts:?}");
+        first.kill().unwrap();
+        first.wait().unwrap();
+        proxy.release();
+        let manifest = remote.read_manifest().unwrap().unwrap();
+        assert!(!manifest.complete && !manifest.partitions.is_empty());
+        let left: Vec<_> = std::fs::read_dir(staging.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "the killed loader left {left:?}");
+
+        let mut again = common::process::ohlcv(work.path(), &env);
+        load(&mut again);
+        let out = again.output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let skipped = format!("{} already on disk", manifest.partitions.len());
+        assert!(text.contains(&skipped), "{text}");
+        drop(stopping);
+        watcher.join().unwrap()
+    });
+    let store = ParquetStore::new(direct);
+    let manifest = store.manifest().unwrap();
+    assert!(manifest.complete);
+    assert_eq!(
+        checked,
+        2 * manifest.partitions.len(),
+        "every file was checked"
+    );
+    common::assert_verifies(&store, (100, 1), 240_000);
+    assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_load_rides_out_the_server_going_away_and_coming_back() {
+    let test = "a_load_rides_out_the_server_going_away_and_coming_back";
+    let Some(s3) = S3Server::start(test) else {
+        return;
+    };
+    let url = s3.bucket("ohlcv-restart", "data");
+    let proxy = common::proxy::Proxy::start(&s3.endpoint);
+    let mut env = s3.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
+    let through_proxy =
+        DataDir::Remote(ohlcv::store::remote::Remote::open_with(&url, env).unwrap());
+    let direct = s3.data_dir(&url);
+    let DataDir::Remote(remote) = &direct else {
+        unreachable!("an s3:// URL is remote")
+    };
+    let config = GeneratorConfig {
+        start: common::date(2024, 1, 1),
+        end: common::date(2024, 12, 31),
+        ..common::small_config(240_000)
+    };
+    let spec = common::options(config);
+    let summary = std::thread::scope(|scope| {
+        let loader = scope.spawn(|| load_into(&through_proxy, &spec));
+        common::poll_until(
+            "the loader to publish a partition",
+            common::DEADLINE,
+            || remote.read_manifest().unwrap().map(|m| m.partitions.len()),
+            |published| published.is_some_and(|n| n >= 1),
+        );
+        // The server goes away, cutting what was under way; the loader's retries find it gone
+        // a few times before it comes back with its state.
+        proxy.close();
+        let seen = common::poll_until(
+            "the loader to try the closed server three times",
+            common::DEADLINE,
+            || (proxy.counts().dropped, loader.is_finished()),
+            |(dropped, finished)| *dropped >= 3 || *finished,
+        );
+        assert!(
+            seen.0 >= 3,
+            "the load ended before the server went away: {seen:?}"
+        );
+        proxy.open();
+        loader.join().unwrap()
+    })
+    .unwrap();
+    assert_eq!((summary.written, summary.skipped), (240_000, 0));
+    assert!(proxy.counts().carried > 1, "connections were made anew");
+    let store = ParquetStore::new(direct);
+    assert!(store.manifest().unwrap().complete);
+    common::assert_verifies(&store, (100, 1), 240_000);
+}
+
+#[test]
+fn a_manifest_commit_left_unanswered_is_merged_and_tried_again() {
+    let test = "a_manifest_commit_left_unanswered_is_merged_and_tried_again";
+    let Some(s3) = S3Server::start(test) else {
+        return;
+    };
+    let url = s3.bucket("ohlcv-unanswered", "data");
+    let proxy = common::proxy::Proxy::start(&s3.endpoint);
+    let mut env = s3.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
+    // How long the client waits for an answer (30 s unless told): the one withheld below
+    // ends in a timeout, which the client does not retry for a conditional PUT.
+    env.push(("AWS_TIMEOUT".into(), "3s".into()));
+    let through_proxy =
+        DataDir::Remote(ohlcv::store::remote::Remote::open_with(&url, env).unwrap());
+    // The first commit, the conditional PUT creating the manifest, is applied but never
+    // answered: the commit must read the manifest again, find its own, and carry on.
+    proxy.withhold_answer("PUT /ohlcv-unanswered/data/manifest.json ");
+    let summary = load_into(
+        &through_proxy,
+        &common::options(common::small_config(20_000)),
+    )
+    .unwrap();
+    assert_eq!(summary.written, 20_000);
+    assert_eq!(proxy.counts().withheld, 1);
+    let store = ParquetStore::new(s3.data_dir(&url));
+    assert!(store.manifest().unwrap().complete);
+    common::assert_verifies(&store, (100, 1), 20_000);
+}

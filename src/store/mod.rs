@@ -106,8 +106,9 @@ pub enum DataDir {
 }
 
 impl DataDir {
-    /// The data directory `dir` names: `s3://bucket/prefix` (credentials and endpoint from
-    /// the environment), `file:///path`, or a plain path.
+    /// The data directory `dir` names: `s3://bucket/prefix`, `az://container/prefix` or
+    /// `gs://bucket/prefix` (credentials and endpoint from the environment), `file:///path`,
+    /// or a plain path.
     pub fn open(dir: &str) -> Result<DataDir> {
         if remote::is_url(dir) {
             return Ok(DataDir::Remote(remote::Remote::open(dir)?));

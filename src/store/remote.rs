@@ -1,4 +1,4 @@
-//! A data directory on object storage (`s3://bucket/prefix`), through Apache Arrow's
+//! A data directory on object storage (`s3://`, `az://`, `gs://`), through Apache Arrow's
 //! `object_store` crate, the storage layer of InfluxDB 3 and DataFusion.
 //!
 //! The same layout as a local data directory, published the object store's way:
@@ -12,9 +12,10 @@
 //! - reads fetch a file's footer once (kept while the manifest stays the same), then only the
 //!   byte ranges of the column chunks of the row groups a query needs ([`Remote::fetch`]).
 //!
-//! Credentials and endpoint come from the environment as AWS's tools read them
-//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...); they
-//! are never printed: errors name the URL and the object only.
+//! Credentials and endpoint come from the environment as each cloud's tools read them
+//! (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, ...; `AZURE_STORAGE_ACCOUNT_NAME`, ...;
+//! `GOOGLE_APPLICATION_CREDENTIALS`, ...); they are never printed: errors name the URL and
+//! the object only.
 //!
 //! The store's client is asynchronous and our [`super::Store`] is not: calls block on a
 //! runtime of the module's own, never dropped, entered from any thread (a request handler's
@@ -29,6 +30,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use parquet::errors::ParquetError;
@@ -40,6 +43,9 @@ use super::{Backend, Result, StoreError};
 
 /// How many times a manifest commit that lost a race is tried again before giving up.
 const COMMIT_ATTEMPTS: u32 = 64;
+/// How many times a request [`cut_off`] on the way is tried again, beyond the client's own
+/// retries, before the error is the caller's.
+const INTERRUPTIONS: u32 = 5;
 /// The first wait before trying a lost commit again; it doubles, up to [`COMMIT_MAX_WAIT`],
 /// and each wait is drawn at random between half and all of it.
 const COMMIT_FIRST_WAIT: Duration = Duration::from_millis(20);
@@ -67,7 +73,88 @@ impl std::fmt::Debug for Remote {
 
 /// True for a data directory given as an object store URL.
 pub fn is_url(dir: &str) -> bool {
-    dir.starts_with("s3://") || dir.starts_with("s3a://")
+    dir.split_once("://")
+        .is_some_and(|(scheme, _)| Cloud::of(scheme).is_some())
+}
+
+/// An object store service, by the schemes of its URLs.
+struct Cloud {
+    kind: CloudKind,
+    /// The prefix of the environment variables configuring its client.
+    variables: &'static str,
+    /// The variables naming an endpoint other than the cloud's own.
+    endpoints: &'static [&'static str],
+}
+
+enum CloudKind {
+    S3,
+    Azure,
+    Google,
+}
+
+impl Cloud {
+    fn of(scheme: &str) -> Option<Cloud> {
+        let (kind, variables, endpoints): (_, _, &'static [&'static str]) = match scheme {
+            "s3" | "s3a" => (CloudKind::S3, "AWS_", &["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]),
+            "az" | "abfs" | "abfss" | "adl" | "azure" => (
+                CloudKind::Azure,
+                "AZURE_",
+                &["AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT"],
+            ),
+            "gs" => (CloudKind::Google, "GOOGLE_", &["GOOGLE_BASE_URL"]),
+            _ => return None,
+        };
+        Some(Cloud {
+            kind,
+            variables,
+            endpoints,
+        })
+    }
+
+    /// The client of `url`, configured with `config`: (key, value) pairs, each key as the
+    /// variable's name in lower case; keys its builder does not know are left out.
+    fn build(
+        &self,
+        url: &str,
+        config: impl Iterator<Item = (String, String)>,
+    ) -> object_store::Result<Arc<dyn ObjectStore>> {
+        Ok(match self.kind {
+            CloudKind::S3 => Arc::new(
+                config
+                    .fold(AmazonS3Builder::new(), |b, (key, value)| {
+                        match key.parse() {
+                            Ok(key) => b.with_config(key, value),
+                            Err(_) => b,
+                        }
+                    })
+                    .with_url(url)
+                    .build()?,
+            ),
+            CloudKind::Azure => Arc::new(
+                config
+                    .fold(MicrosoftAzureBuilder::new(), |b, (key, value)| {
+                        match key.parse() {
+                            Ok(key) => b.with_config(key, value),
+                            Err(_) => b,
+                        }
+                    })
+                    .with_url(url)
+                    .build()?,
+            ),
+            CloudKind::Google => Arc::new(
+                config
+                    .fold(
+                        GoogleCloudStorageBuilder::new(),
+                        |b, (key, value)| match key.parse() {
+                            Ok(key) => b.with_config(key, value),
+                            Err(_) => b,
+                        },
+                    )
+                    .with_url(url)
+                    .build()?,
+            ),
+        })
+    }
 }
 
 /// The runtime every remote call blocks on.
@@ -103,44 +190,45 @@ fn block_on<F: Future>(f: F) -> Result<F::Output> {
 }
 
 impl Remote {
-    /// The data directory at `url` (`s3://bucket/prefix`), configured from the environment.
+    /// The data directory at `url` (`s3://bucket/prefix`, `az://...`, `gs://...`), configured
+    /// from the environment.
     pub fn open(url: &str) -> Result<Remote> {
         Self::open_with(url, std::env::vars())
     }
 
-    /// The data directory at `url`, configured from the `AWS_*` variables among `vars`: the
-    /// environment, or settings a caller gives itself. Plain HTTP is allowed when the endpoint
-    /// is an `http://` URL (a local S3-compatible server); requests are path-style unless
+    /// The data directory at `url`, configured from the variables of its cloud among `vars`
+    /// (the environment, or settings a caller gives itself): `AWS_*` for `s3://`, `AZURE_*`
+    /// for `az://` (and `abfs[s]://`, `adl://`, `azure://`), `GOOGLE_*` for `gs://`, each as
+    /// that cloud's own tools read them. Plain HTTP is allowed when the endpoint is an
+    /// `http://` URL (a local server or emulator); S3 requests are path-style unless
     /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` says otherwise.
     pub fn open_with(
         url: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Remote> {
         let url = url.trim_end_matches('/');
-        let prefix = url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split_once('/'))
-            .map_or("", |(_, prefix)| prefix);
-        let mut builder = AmazonS3Builder::new();
-        let mut plain_http = false;
-        for (key, value) in vars {
-            if !key.starts_with("AWS_") {
-                continue;
-            }
-            if matches!(key.as_str(), "AWS_ENDPOINT_URL" | "AWS_ENDPOINT") {
-                plain_http = value.starts_with("http://");
-            }
-            if let Ok(config) = key.to_ascii_lowercase().parse() {
-                builder = builder.with_config(config, value);
-            }
-        }
-        let store = builder
-            .with_url(url)
-            .with_allow_http(plain_http)
-            .build()
-            .map_err(|e| object_err(url, e))?;
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let prefix = rest.split_once('/').map_or("", |(_, prefix)| prefix);
+        let Some(cloud) = Cloud::of(scheme) else {
+            return Err(StoreError::Missing(Backend::Content {
+                path: PathBuf::from(url),
+                detail: "not an object store URL this build knows (s3://, az://, gs://)".into(),
+            }));
+        };
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(cloud.variables))
+            .collect();
+        let plain_http = vars.iter().any(|(key, value)| {
+            cloud.endpoints.contains(&key.as_str()) && value.starts_with("http://")
+        });
+        let config = vars
+            .into_iter()
+            .map(|(key, value)| (key.to_ascii_lowercase(), value))
+            .chain(plain_http.then(|| ("allow_http".to_string(), "true".to_string())));
+        let store = cloud.build(url, config).map_err(|e| object_err(url, e))?;
         Ok(Remote {
-            store: Arc::new(store),
+            store,
             prefix: ObjectPath::from(prefix),
             url: url.to_string(),
         })
@@ -173,14 +261,18 @@ impl Remote {
         move |e| object_err(&name, e)
     }
 
-    /// The object `rel`, with its ETag; `None` if there is none.
-    pub fn get(&self, rel: &str) -> Result<Option<(Bytes, Option<String>)>> {
+    /// The object `rel`, with the version a conditional PUT replacing it names (the ETag,
+    /// and on Google Cloud Storage the generation); `None` if there is none.
+    pub fn get(&self, rel: &str) -> Result<Option<(Bytes, UpdateVersion)>> {
         let key = self.key(rel);
-        let got = block_on(async {
+        let got = block_on(again(|| async {
             let result = self.store.get(&key).await?;
-            let e_tag = result.meta.e_tag.clone();
-            Ok::<_, object_store::Error>((result.bytes().await?, e_tag))
-        })?;
+            let version = UpdateVersion {
+                e_tag: result.meta.e_tag.clone(),
+                version: result.meta.version.clone(),
+            };
+            Ok((result.bytes().await?, version))
+        }))?;
         match got {
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -191,7 +283,7 @@ impl Remote {
     /// Size and a version stamp of the object `rel`; `None` if there is none.
     pub fn head(&self, rel: &str) -> Result<Option<(u64, String)>> {
         let key = self.key(rel);
-        match block_on(self.store.head(&key))? {
+        match block_on(again(|| self.store.head(&key)))? {
             Ok(meta) => Ok(Some((
                 meta.size,
                 meta.e_tag
@@ -205,7 +297,8 @@ impl Remote {
     /// Publishes `bytes` as the object `rel` with one PUT: readers see all of it or nothing.
     pub fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
         let key = self.key(rel);
-        block_on(self.store.put(&key, PutPayload::from(bytes)))?
+        let payload = PutPayload::from(bytes);
+        block_on(again(|| self.store.put(&key, payload.clone())))?
             .map(|_| ())
             .map_err(self.err(rel))
     }
@@ -214,7 +307,8 @@ impl Remote {
     pub fn list(&self, rel: &str) -> Result<Vec<(String, u64)>> {
         let key = self.key(rel);
         let metas: Vec<object_store::ObjectMeta> =
-            block_on(self.store.list(Some(&key)).try_collect())?.map_err(self.err(rel))?;
+            block_on(again(|| self.store.list(Some(&key)).try_collect()))?
+                .map_err(self.err(rel))?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
@@ -229,7 +323,7 @@ impl Remote {
     pub fn delete_all(&self, rel: &str) -> Result<()> {
         for (name, _) in self.list(rel)? {
             let key = self.key(&name);
-            match block_on(self.store.delete(&key))? {
+            match block_on(again(|| self.store.delete(&key)))? {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.err(&name)(e)),
             }
@@ -254,21 +348,27 @@ impl Remote {
     ) -> Result<Option<Manifest>> {
         let origin = format!("{}/{MANIFEST_FILE}", self.url);
         let mut wait = COMMIT_FIRST_WAIT;
+        let mut interrupted = 0;
         for _ in 0..COMMIT_ATTEMPTS {
-            let (found, e_tag) = match self.get(MANIFEST_FILE)? {
-                Some((bytes, e_tag)) => (Some(Manifest::parse(&bytes, &origin)?), e_tag),
-                None => (None, None),
+            let (found, version) = match self.get(MANIFEST_FILE)? {
+                Some((bytes, version)) => (Some(Manifest::parse(&bytes, &origin)?), version),
+                None => (
+                    None,
+                    UpdateVersion {
+                        e_tag: None,
+                        version: None,
+                    },
+                ),
             };
             let Some(next) = merge(found.as_ref()) else {
                 return Ok(found);
             };
-            let mode = match (&found, e_tag) {
-                (None, _) => PutMode::Create,
-                (Some(_), e_tag @ Some(_)) => PutMode::Update(UpdateVersion {
-                    e_tag,
-                    version: None,
-                }),
-                (Some(_), None) => {
+            let mode = match &found {
+                None => PutMode::Create,
+                Some(_) if version.e_tag.is_some() || version.version.is_some() => {
+                    PutMode::Update(version)
+                }
+                Some(_) => {
                     return Err(StoreError::corrupt(
                         PathBuf::from(&origin),
                         "the store gave the manifest no ETag, so it cannot be updated safely",
@@ -286,14 +386,22 @@ impl Remote {
                 Err(
                     object_store::Error::Precondition { .. }
                     | object_store::Error::AlreadyExists { .. },
-                ) => {
-                    // Another writer committed first: wait a while, drawn at random so that
-                    // writers that collided do not collide again, and merge into theirs.
-                    std::thread::sleep(wait.mul_f64(jitter()));
-                    wait = (wait * 2).min(COMMIT_MAX_WAIT);
+                ) => {}
+                // The client does not retry a conditional PUT cut off on the way (a server
+                // restarting): it may have been applied. Merging is idempotent, so reading the
+                // manifest again and merging into it is safe either way.
+                Err(e) if cut_off(&e) => {
+                    interrupted += 1;
+                    if interrupted > INTERRUPTIONS {
+                        return Err(self.err(MANIFEST_FILE)(e));
+                    }
                 }
                 Err(e) => return Err(self.err(MANIFEST_FILE)(e)),
             }
+            // Another writer committed first, or the server went away: wait a while, drawn at
+            // random so that writers that collided do not collide again, and merge again.
+            std::thread::sleep(wait.mul_f64(jitter()));
+            wait = (wait * 2).min(COMMIT_MAX_WAIT);
         }
         Err(StoreError::Unavailable(Backend::Content {
             path: PathBuf::from(origin),
@@ -342,7 +450,8 @@ impl Remote {
     fn range(&self, rel: &str, range: Range<u64>) -> Result<(u64, Bytes)> {
         let key = self.key(rel);
         let start = range.start;
-        let bytes = block_on(self.store.get_range(&key, range))?.map_err(self.err(rel))?;
+        let bytes = block_on(again(|| self.store.get_range(&key, range.clone())))?
+            .map_err(self.err(rel))?;
         Ok((start, bytes))
     }
 
@@ -351,11 +460,52 @@ impl Remote {
     pub fn fetch(&self, rel: &str, size: u64, ranges: Vec<Range<u64>>) -> Result<Fetched> {
         let key = self.key(rel);
         let starts: Vec<u64> = ranges.iter().map(|r| r.start).collect();
-        let bytes = block_on(self.store.get_ranges(&key, &ranges))?.map_err(self.err(rel))?;
+        let bytes =
+            block_on(again(|| self.store.get_ranges(&key, &ranges)))?.map_err(self.err(rel))?;
         Ok(Fetched {
             len: size,
             ranges: starts.into_iter().zip(bytes).collect(),
         })
+    }
+}
+
+/// True for a request or an answer cut off on the way (a server restarting), which the client
+/// retries for neither a conditional PUT nor an answer's body. Not for a server that cannot
+/// be reached at all: the client has already retried that for as long as it is configured to.
+fn cut_off(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if let Some(http) = error.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Interrupted | HttpErrorKind::Timeout
+            );
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// The result of `request`, made again after a wait (that doubles, with jitter) while it
+/// is [`cut_off`], [`INTERRUPTIONS`] times at most. Only for requests that can
+/// be repeated with the same effect.
+async fn again<T, F, Fut>(mut request: F) -> object_store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = object_store::Result<T>>,
+{
+    let mut wait = COMMIT_FIRST_WAIT;
+    let mut tries = 0;
+    loop {
+        match request().await {
+            Err(e) if cut_off(&e) && tries < INTERRUPTIONS => {
+                tries += 1;
+                tokio::time::sleep(wait.mul_f64(jitter())).await;
+                wait = (wait * 2).min(COMMIT_MAX_WAIT);
+            }
+            done => return done,
+        }
     }
 }
 
@@ -431,5 +581,47 @@ impl ChunkReader for Fetched {
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
         self.slice(start, Some(length))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_of_each_cloud_are_object_stores_and_others_paths() {
+        for url in [
+            "s3://bucket/prefix",
+            "s3a://bucket",
+            "az://container/prefix",
+            "abfss://fs@account.dfs.core.windows.net/prefix",
+            "gs://bucket/prefix",
+        ] {
+            assert!(is_url(url), "{url}");
+        }
+        for dir in ["/data", "data", "file:///data", "hdfs://host/data"] {
+            assert!(!is_url(dir), "{dir}");
+        }
+        let err = Remote::open_with("hdfs://host/data", []).unwrap_err();
+        assert!(err.to_string().contains("hdfs://"), "{err}");
+    }
+
+    #[test]
+    fn a_gcs_client_is_configured_from_google_variables_and_never_shows_them() {
+        let vars = [
+            ("GOOGLE_BEARER_TOKEN", "token-not-to-show"),
+            ("GOOGLE_BASE_URL", "http://127.0.0.1:9"),
+            ("AWS_SECRET_ACCESS_KEY", "another-cloud's"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let gs = Remote::open_with("gs://bucket/prefix/", vars).unwrap();
+        assert_eq!(gs.url(), "gs://bucket/prefix");
+        assert_eq!(gs.join("load-1").url(), "gs://bucket/prefix/load-1");
+        let shown = format!("{gs:?}");
+        assert!(!shown.contains("token-not-to-show"), "{shown}");
+        // Nothing listens there: the error names the URL, not the token.
+        let err = gs.head("manifest.json").unwrap_err().to_string();
+        assert!(err.contains("gs://bucket/prefix/manifest.json"), "{err}");
+        assert!(!err.contains("token-not-to-show"), "{err}");
     }
 }

@@ -4,10 +4,12 @@
 
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod flux;
 pub mod influx;
 pub mod influxd;
 pub mod process;
+pub mod proxy;
 pub mod s3;
 
 use std::fmt::Debug;

@@ -2,7 +2,9 @@
 //! publishes them, so a partition is visible only once complete.
 
 use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
@@ -38,12 +40,46 @@ struct Pending {
     path: PathBuf,
 }
 
+/// Numbers the files a process stages for upload, which loads running at once in one process
+/// (the API's ingestion jobs, tests) would otherwise give the same name.
+static STAGED: AtomicU64 = AtomicU64::new(0);
+
 impl Pending {
     fn create(path: PathBuf, schema: arrow_schema::SchemaRef, delta: &[&str]) -> Result<Self> {
         let parent = path.parent().unwrap_or(Path::new("."));
         publish::create_dirs(parent)?;
         let tmp = publish::temp_path(&path);
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        Self::writing(file, tmp, path, schema, delta)
+    }
+
+    /// A file to upload as `rel`, staged in the system's temporary directory under a name
+    /// that is removed at once: the system frees the file when it is closed, however the
+    /// process ends, so a loader killed mid-upload leaves nothing to clean up.
+    fn staged(rel: &str, schema: arrow_schema::SchemaRef, delta: &[&str]) -> Result<Self> {
+        let n = STAGED.fetch_add(1, Ordering::Relaxed);
+        let tmp =
+            std::env::temp_dir().join(format!("ohlcv-upload-{}-{n}.parquet", std::process::id()));
+        // Truncated, not created anew: a file of that name can only be the leftover of a dead
+        // process that had this process's id and was killed between creating and removing it.
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        fs::remove_file(&tmp).map_err(io_err(&tmp))?;
+        Self::writing(file, tmp, PathBuf::from(rel), schema, delta)
+    }
+
+    fn writing(
+        file: File,
+        tmp: PathBuf,
+        path: PathBuf,
+        schema: arrow_schema::SchemaRef,
+        delta: &[&str],
+    ) -> Result<Self> {
         let writer = ArrowWriter::try_new(file, schema, Some(writer_properties(delta)))
             .map_err(write_err(&tmp))?;
         Ok(Self { writer, tmp, path })
@@ -63,15 +99,25 @@ impl Pending {
         file.sync_all().map_err(io_err(&self.tmp))?;
         Ok((self.tmp, self.path))
     }
+
+    /// Closes a staged file and returns its bytes, to upload as `self.path`.
+    fn into_bytes(self) -> Result<(bytes::Bytes, PathBuf)> {
+        let mut file = self.writer.into_inner().map_err(write_err(&self.tmp))?;
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(io_err(&self.tmp))?;
+        Ok((bytes.into(), self.path))
+    }
 }
 
 /// One partition being written.
 pub struct PartitionWriter {
     trades: Pending,
     candles: Pending,
-    /// Object storage: the files are written in a local staging directory and uploaded there,
-    /// each with one PUT, once complete.
-    upload: Option<(Remote, PartitionFiles)>,
+    /// Object storage: the files are staged locally and uploaded there, each with one PUT,
+    /// once complete.
+    upload: Option<Remote>,
     partition: Partition,
     current_symbol: Option<Symbol>,
     resolution: TimeResolution,
@@ -80,7 +126,7 @@ pub struct PartitionWriter {
 impl PartitionWriter {
     pub(super) fn create(
         dir: &Path,
-        mut partition: Partition,
+        partition: Partition,
         resolution: TimeResolution,
     ) -> Result<Self> {
         let files = PartitionFiles::of(&partition);
@@ -94,28 +140,52 @@ impl PartitionWriter {
             candles_schema(resolution),
             CANDLES_DELTA_COLUMNS,
         )?;
-        partition.trades = 0;
-        Ok(Self {
-            trades,
-            candles,
-            upload: None,
-            partition,
-            current_symbol: None,
-            resolution,
-        })
+        Ok(Self::new(trades, candles, None, partition, resolution))
     }
 
-    /// A writer of `partition` into the data directory `remote`, staged in a local temporary
-    /// directory of this process.
+    /// A writer of `partition` into the data directory `remote`, its files staged locally
+    /// ([`Pending::staged`]) until each is uploaded whole.
     pub(super) fn create_remote(
         remote: Remote,
         partition: Partition,
         resolution: TimeResolution,
     ) -> Result<Self> {
-        let staging = std::env::temp_dir().join(format!("ohlcv-upload-{}", std::process::id()));
-        let mut writer = Self::create(&staging, partition, resolution)?;
-        writer.upload = Some((remote, PartitionFiles::of(&writer.partition)));
-        Ok(writer)
+        let files = PartitionFiles::of(&partition);
+        let trades = Pending::staged(
+            &files.trades,
+            trades_schema(resolution),
+            TRADES_DELTA_COLUMNS,
+        )?;
+        let candles = Pending::staged(
+            &files.candles,
+            candles_schema(resolution),
+            CANDLES_DELTA_COLUMNS,
+        )?;
+        Ok(Self::new(
+            trades,
+            candles,
+            Some(remote),
+            partition,
+            resolution,
+        ))
+    }
+
+    fn new(
+        trades: Pending,
+        candles: Pending,
+        upload: Option<Remote>,
+        mut partition: Partition,
+        resolution: TimeResolution,
+    ) -> Self {
+        partition.trades = 0;
+        Self {
+            trades,
+            candles,
+            upload,
+            partition,
+            current_symbol: None,
+            resolution,
+        }
     }
 
     /// Appends a batch of `symbol`'s trades (time-ordered, after any earlier batch of the
@@ -155,19 +225,18 @@ impl PartitionWriter {
 
     /// Closes, fsyncs and publishes both files; returns the partition as the manifest lists it.
     pub fn finish(self) -> Result<Partition> {
-        let (trades_tmp, trades_path) = self.trades.close()?;
-        let (candles_tmp, candles_path) = self.candles.close()?;
         // Candles first: a trades file is only ever visible with its candles beside it.
         match self.upload {
             None => {
+                let (trades_tmp, trades_path) = self.trades.close()?;
+                let (candles_tmp, candles_path) = self.candles.close()?;
                 publish::publish(&candles_tmp, &candles_path)?;
                 publish::publish(&trades_tmp, &trades_path)?;
             }
-            Some((remote, files)) => {
-                for (tmp, rel) in [(&candles_tmp, &files.candles), (&trades_tmp, &files.trades)] {
-                    let bytes = fs::read(tmp).map_err(io_err(tmp))?;
-                    remote.put(rel, bytes.into())?;
-                    fs::remove_file(tmp).map_err(io_err(tmp))?;
+            Some(remote) => {
+                for pending in [self.candles, self.trades] {
+                    let (bytes, rel) = pending.into_bytes()?;
+                    remote.put(&rel.to_string_lossy(), bytes)?;
                 }
             }
         }
