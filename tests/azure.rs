@@ -129,3 +129,35 @@ fn a_missing_container_is_one_line_naming_it() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(!text.contains(common::azurite::KEY), "{text}");
 }
+
+/// Azurite checks the shared-key signature as Azure does: a wrong key is refused at once (no
+/// endless retry), in one line naming the URL, with neither key in it.
+#[test]
+fn a_wrong_account_key_is_one_line_naming_the_url() {
+    let Some(azurite) = Azurite::start("a_wrong_account_key_is_one_line_naming_the_url") else {
+        return;
+    };
+    let url = azurite.container("ohlcv-keys", "data");
+    // A well-formed key (base64 of 64 bytes), not the account's.
+    let wrong =
+        "d3JvbmctYnV0LXdlbGwtZm9ybWVkLWtleS13cm9uZy1idXQtd2VsbC1mb3JtZWQta2V5LXdyb25nLWJ1dC13ZWxs";
+    let env = azurite.env().into_iter().map(|(k, v)| {
+        let v = if k == "AZURE_STORAGE_ACCOUNT_KEY" {
+            wrong.to_string()
+        } else {
+            v
+        };
+        (k, v)
+    });
+    let dir = DataDir::Remote(ohlcv::store::remote::Remote::open_with(&url, env).unwrap());
+    let target = Target::Parquet { dir };
+    let spec = common::options(common::small_config(1_000));
+    let err = ingest::run(&target, &spec, &Progress::default(), &Arc::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&url), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        !text.contains(common::azurite::KEY) && !text.contains(wrong),
+        "{text}"
+    );
+}

@@ -43,27 +43,34 @@ pub(super) struct SymbolInfo {
         (status = 503, description = "No load stored yet, the stored load is incomplete (`load_incomplete`), the store is unreachable, or the request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn symbols(State(state): State<AppState>) -> Result<Response, Problem> {
-    // Held across the computation, as the stats cache is, so concurrent first requests after a
-    // load compute the list once.
-    let cache = state.symbols.clone().lock_owned().await;
+    let cache = state.symbols.clone();
     let list = state
         .read(move |store| {
-            let mut cache = cache;
             let manifest = store.manifest().map_err(|e| Problem::from_store(&e))?;
-            if let Some((cached, list)) = cache.as_ref()
-                && *cached == manifest
-            {
-                return Ok(list.clone());
+            let cached = |cache: &SymbolsCache| {
+                cache
+                    .as_ref()
+                    .filter(|(of, _)| *of == manifest)
+                    .map(|(_, list)| list.clone())
+            };
+            if let Some(list) = cached(&lock(&cache)) {
+                return Ok(list);
             }
+            // Computed without the lock, so that requests answered from the cache never wait
+            // on one that computes; concurrent first requests after a load each compute it.
             let plan = MarketPlan::new(manifest.load.clone()).map_err(|e| Problem::internal(&e))?;
             let list = Arc::new(SymbolList {
                 symbols: stored_symbols(&plan, &manifest),
             });
-            *cache = Some((manifest, list.clone()));
+            *lock(&cache) = Some((manifest, list.clone()));
             Ok(list)
         })
         .await?;
     Ok(axum::Json(list.as_ref()).into_response())
+}
+
+fn lock(cache: &std::sync::Mutex<SymbolsCache>) -> std::sync::MutexGuard<'_, SymbolsCache> {
+    cache.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The symbol list of the stored load, with the manifest it was computed from.

@@ -61,7 +61,7 @@ pub struct AppState {
     /// `/api/v1/stats` reports of the stored load, computed one at a time.
     stats: Arc<tokio::sync::Mutex<market::StatsCache>>,
     /// `/api/v1/symbols`'s list of the stored load.
-    symbols: Arc<tokio::sync::Mutex<market::SymbolsCache>>,
+    symbols: Arc<std::sync::Mutex<market::SymbolsCache>>,
 }
 
 /// How the server answers, beside what it loads.

@@ -126,8 +126,10 @@ impl Probe {
     }
 
     /// Bytes on disk of `target`'s database once 1.x has compacted it: its WAL snapshotted
-    /// into TSM files, no compaction running or queued, and the size the same on two reads
-    /// [`COMPACTION_POLL`] apart. When that happens depends on the server's
+    /// into TSM files, no compaction running or queued, and the size the same over
+    /// [`COMPACTION_QUIET`] of reads [`COMPACTION_POLL`] apart (longer than the engine's
+    /// compaction planner takes to pick up a snapshotted shard, about a second; a read that
+    /// fails is skipped). When that happens depends on the server's
     /// `[data] cache-snapshot-write-cold-duration` and `compact-full-write-cold-duration`
     /// (defaults 10 minutes and 4 hours); `None` if it has not within `wait`, and on 2.x,
     /// whose `/metrics` say nothing of compactions.
@@ -136,13 +138,26 @@ impl Probe {
             return None;
         }
         let deadline = Instant::now() + wait;
-        let mut previous = None;
+        // The size seen quiet (WAL empty, nothing compacting) and since when.
+        let mut quiet: Option<(u64, Instant)> = None;
         loop {
-            let now = database_storage(&self.debug_vars()?, &target.database)?;
-            if now.wal_bytes == 0 && now.compacting == 0 && previous == Some(now.disk_bytes) {
-                return Some(now.disk_bytes);
+            let seen = self
+                .debug_vars()
+                .and_then(|vars| database_storage(&vars, &target.database));
+            if let Some(now) = seen {
+                if now.wal_bytes != 0 || now.compacting != 0 {
+                    quiet = None;
+                } else {
+                    match quiet {
+                        Some((bytes, since)) if bytes == now.disk_bytes => {
+                            if since.elapsed() >= COMPACTION_QUIET {
+                                return Some(bytes);
+                            }
+                        }
+                        _ => quiet = Some((now.disk_bytes, Instant::now())),
+                    }
+                }
             }
-            previous = Some(now.disk_bytes);
             if Instant::now() + COMPACTION_POLL > deadline {
                 return None;
             }
@@ -194,6 +209,8 @@ impl Probe {
 
 /// How often [`Probe::compacted_disk_bytes`] reads the server's storage while it waits.
 const COMPACTION_POLL: Duration = Duration::from_millis(500);
+/// How long the compacted size must hold before it is the figure.
+const COMPACTION_QUIET: Duration = Duration::from_secs(3);
 
 /// A 1.x database's storage, summed over its shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

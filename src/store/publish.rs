@@ -79,27 +79,27 @@ pub fn remove_generations_except(dir: &Path, keep: &[&str]) -> Result<usize> {
     Ok(removed)
 }
 
-/// Creates `dir` and its missing ancestors durably: each created directory's entry is fsynced
-/// in its parent, as a rename is, so a manifest committed later never names a file whose
-/// directory a crash could lose.
-pub fn create_dirs(dir: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut cursor = Some(dir);
-    while let Some(d) = cursor.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        missing.push(d);
-        cursor = d.parent();
-    }
+/// Creates `dir` and its missing ancestors, and makes their entries durable, as a rename is
+/// made durable: the parent of every directory from `dir` up to `within` (a data directory or
+/// a generation of one) is fsynced, whoever created it, so a manifest committed later never
+/// names a file whose directory a crash could lose, even when another writer created that
+/// directory a moment before and has yet to fsync it.
+pub fn create_dirs(dir: &Path, within: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    for created in missing.iter().rev() {
-        let parent = created
+    let mut current = dir;
+    loop {
+        let parent = current
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         fs::File::open(parent)
             .and_then(|d| d.sync_all())
             .map_err(io_err(parent))?;
+        if current == within || !current.starts_with(within) {
+            return Ok(());
+        }
+        current = parent;
     }
-    Ok(())
 }
 
 /// Writes `path` through a temporary sibling, then [`publish`]es it.
@@ -357,13 +357,16 @@ mod tests {
     #[test]
     fn directories_are_created_with_their_missing_ancestors() {
         let dir = tempfile::tempdir().unwrap();
-        let deep = dir.path().join("load-x/trades/month=2024-01");
-        create_dirs(&deep).unwrap();
+        let generation = dir.path().join("load-x");
+        let deep = generation.join("trades/month=2024-01");
+        create_dirs(&deep, &generation).unwrap();
         assert!(deep.is_dir());
-        create_dirs(&deep).unwrap();
+        create_dirs(&deep, &generation).unwrap();
         let blocked = dir.path().join("file");
         fs::write(&blocked, b"").unwrap();
-        let err = create_dirs(&blocked.join("sub")).unwrap_err().to_string();
+        let err = create_dirs(&blocked.join("sub"), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("file"), "{err}");
     }
 

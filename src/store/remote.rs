@@ -71,10 +71,17 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// True for a data directory given as an object store URL.
+/// True for a data directory given as a URL of anything but the local file system
+/// (`file://`): an object store's, or one this build does not know, which [`Remote::open`]
+/// refuses rather than taking `hdfs://host/data` for a local path.
 pub fn is_url(dir: &str) -> bool {
-    dir.split_once("://")
-        .is_some_and(|(scheme, _)| Cloud::of(scheme).is_some())
+    dir.split_once("://").is_some_and(|(scheme, _)| {
+        scheme != "file"
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
 }
 
 /// An object store service, by the schemes of its URLs.
@@ -201,7 +208,9 @@ impl Remote {
     /// for `az://` (and `abfs[s]://`, `adl://`, `azure://`), `GOOGLE_*` for `gs://`, each as
     /// that cloud's own tools read them. Plain HTTP is allowed when the endpoint is an
     /// `http://` URL (a local server or emulator); S3 requests are path-style unless
-    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` says otherwise.
+    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` says otherwise. One exception reads the process's
+    /// environment whatever `vars` holds: with `AZURE_STORAGE_USE_EMULATOR`, `object_store`
+    /// takes Azurite's endpoint from `AZURITE_BLOB_STORAGE_URL` itself.
     pub fn open_with(
         url: &str,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -596,10 +605,11 @@ mod tests {
             "az://container/prefix",
             "abfss://fs@account.dfs.core.windows.net/prefix",
             "gs://bucket/prefix",
+            "hdfs://host/data",
         ] {
             assert!(is_url(url), "{url}");
         }
-        for dir in ["/data", "data", "file:///data", "hdfs://host/data"] {
+        for dir in ["/data", "data", "file:///data", "./a://b"] {
             assert!(!is_url(dir), "{dir}");
         }
         let err = Remote::open_with("hdfs://host/data", []).unwrap_err();

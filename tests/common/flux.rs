@@ -467,9 +467,11 @@ fn statement(
                 tables
             }
             // <https://docs.influxdata.com/flux/v0/stdlib/universe/aggregatewindow/>: rows
-            // are windowed by `_time`, each window's `_value`s reduced by `fn`; the other
-            // columns outside the group key are dropped, and the window's bound `timeSrc`
-            // (its stop by default) becomes `_time`. Empty windows give no row only with
+            // are windowed by `_time`, each window's `_value`s reduced by `fn`, and the
+            // window's bound `timeSrc` (its stop by default) becomes `_time`. An aggregate
+            // (`sum`, `count`) keeps the group key's columns only; a selector (`first`, `last`,
+            // `min`, `max`) returns the row it selected, every column of it
+            // (<https://docs.influxdata.com/flux/v0/function-types/#selectors>). Empty windows give no row only with
             // `createEmpty: false` (the default, true, gives them a null value).
             "aggregateWindow" => {
                 expect_args(&name, &args, &["every", "fn", "timeSrc", "createEmpty"])?;
@@ -504,36 +506,47 @@ fn statement(
                     }
                     let mut rows = Vec::new();
                     for (start, (stop, window_rows)) in windows {
-                        let values: Vec<&Value> =
-                            window_rows.iter().filter_map(|r| r.get("_value")).collect();
-                        let value = match function.as_str() {
-                            "first" => values.first().map(|v| (*v).clone()),
-                            "last" => values.last().map(|v| (*v).clone()),
-                            "min" => values
-                                .iter()
-                                .min_by(|a, b| a.partial_cmp(b).unwrap())
-                                .map(|v| (*v).clone()),
-                            "max" => values
-                                .iter()
-                                .max_by(|a, b| a.partial_cmp(b).unwrap())
-                                .map(|v| (*v).clone()),
-                            "sum" => sum(&values)?,
-                            "count" => Some(Value::Int(values.len() as i64)),
-                            other => {
-                                return Err(format!(
-                                    "aggregateWindow(fn: {other}) is not supported by this test server"
-                                ));
+                        let with_value = || window_rows.iter().filter(|r| r.contains_key("_value"));
+                        let by_value =
+                            |a: &&Row, b: &&Row| a["_value"].partial_cmp(&b["_value"]).unwrap();
+                        let selected = match function.as_str() {
+                            "first" => Some(with_value().next()),
+                            "last" => Some(with_value().next_back()),
+                            "min" => Some(with_value().min_by(by_value)),
+                            "max" => Some(with_value().max_by(by_value)),
+                            _ => None,
+                        };
+                        let first = &window_rows[0];
+                        let mut row: Row = match selected {
+                            Some(Some(selected)) => selected.clone(),
+                            Some(None) => continue,
+                            None => {
+                                let values: Vec<&Value> =
+                                    with_value().map(|r| &r["_value"]).collect();
+                                let value = match function.as_str() {
+                                    "sum" => sum(&values)?,
+                                    "count" => Some(Value::Int(values.len() as i64)),
+                                    other => {
+                                        return Err(format!(
+                                            "aggregateWindow(fn: {other}) is not supported by this test server"
+                                        ));
+                                    }
+                                };
+                                let Some(value) = value else { continue };
+                                let mut row: Row = t
+                                    .key
+                                    .iter()
+                                    .filter_map(|c| first.get(c).map(|v| (c.clone(), v.clone())))
+                                    .collect();
+                                row.insert("_value".into(), value);
+                                row
                             }
                         };
-                        let Some(value) = value else { continue };
-                        let first = &window_rows[0];
-                        let mut row: Row = t
-                            .key
-                            .iter()
-                            .chain(["_start".to_string(), "_stop".to_string()].iter())
-                            .filter_map(|c| first.get(c).map(|v| (c.clone(), v.clone())))
-                            .collect();
-                        row.insert("_value".into(), value);
+                        for bound in ["_start", "_stop"] {
+                            if let Some(v) = first.get(bound) {
+                                row.insert(bound.into(), v.clone());
+                            }
+                        }
                         row.insert(
                             "_time".into(),
                             Value::Time(if use_start { start } else { stop }),

@@ -355,6 +355,17 @@ impl FluxStore {
     pub fn downsample_flux(&self, symbol: &Symbol, into: &str, start: &str, stop: &str) -> String {
         let config = self.client.config();
         let measurement = config.schema.measurement(into, symbol);
+        // A selector (`first`, `max`, ...) returns the whole row it selected, and `to()` writes
+        // every string column as a tag: without this, a trade's `side` would split the candles
+        // into a series per side.
+        let symbol_column = if config.schema.symbol_tag() {
+            ", \"symbol\""
+        } else {
+            ""
+        };
+        let keep = format!(
+            "\n  |> keep(columns: [\"_time\", \"_value\", \"_measurement\", \"_field\"{symbol_column}])"
+        );
         self.window_statements(
             CandleSource::Trades,
             symbol,
@@ -363,7 +374,7 @@ impl FluxStore {
             chrono_tz::UTC,
             |column| {
                 format!(
-                    "\n  |> set(key: \"_measurement\", value: {})\n  |> set(key: \"_field\", value: {})\n  |> to(bucket: {}, org: {})\n  |> yield(name: {})",
+                    "{keep}\n  |> set(key: \"_measurement\", value: {})\n  |> set(key: \"_field\", value: {})\n  |> to(bucket: {}, org: {})\n  |> yield(name: {})",
                     string(&measurement),
                     string(column),
                     string(self.bucket()),

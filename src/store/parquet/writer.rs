@@ -45,9 +45,15 @@ struct Pending {
 static STAGED: AtomicU64 = AtomicU64::new(0);
 
 impl Pending {
-    fn create(path: PathBuf, schema: arrow_schema::SchemaRef, delta: &[&str]) -> Result<Self> {
+    /// The file `path` of the data directory (or generation) `root`.
+    fn create(
+        root: &Path,
+        path: PathBuf,
+        schema: arrow_schema::SchemaRef,
+        delta: &[&str],
+    ) -> Result<Self> {
         let parent = path.parent().unwrap_or(Path::new("."));
-        publish::create_dirs(parent)?;
+        publish::create_dirs(parent, root)?;
         let tmp = publish::temp_path(&path);
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         Self::writing(file, tmp, path, schema, delta)
@@ -57,18 +63,24 @@ impl Pending {
     /// that is removed at once: the system frees the file when it is closed, however the
     /// process ends, so a loader killed mid-upload leaves nothing to clean up.
     fn staged(rel: &str, schema: arrow_schema::SchemaRef, delta: &[&str]) -> Result<Self> {
-        let n = STAGED.fetch_add(1, Ordering::Relaxed);
-        let tmp =
-            std::env::temp_dir().join(format!("ohlcv-upload-{}-{n}.parquet", std::process::id()));
-        // Truncated, not created anew: a file of that name can only be the leftover of a dead
-        // process that had this process's id and was killed between creating and removing it.
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
+        // Created anew, never opened if it exists: a name taken is another process's (the
+        // same pid in another pid namespace sharing the directory) or a leftover, and the next
+        // number is tried.
+        let (file, tmp) = loop {
+            let n = STAGED.fetch_add(1, Ordering::Relaxed);
+            let tmp = std::env::temp_dir()
+                .join(format!("ohlcv-upload-{}-{n}.parquet", std::process::id()));
+            match File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+            {
+                Ok(file) => break (file, tmp),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err(&tmp)(e)),
+            }
+        };
         fs::remove_file(&tmp).map_err(io_err(&tmp))?;
         Self::writing(file, tmp, PathBuf::from(rel), schema, delta)
     }
@@ -131,11 +143,13 @@ impl PartitionWriter {
     ) -> Result<Self> {
         let files = PartitionFiles::of(&partition);
         let trades = Pending::create(
+            dir,
             dir.join(&files.trades),
             trades_schema(resolution),
             TRADES_DELTA_COLUMNS,
         )?;
         let candles = Pending::create(
+            dir,
             dir.join(&files.candles),
             candles_schema(resolution),
             CANDLES_DELTA_COLUMNS,
