@@ -44,8 +44,10 @@ use super::{Backend, Result, StoreError};
 /// How many times a manifest commit that lost a race is tried again before giving up.
 const COMMIT_ATTEMPTS: u32 = 64;
 /// How many times a request [`cut_off`] on the way is tried again, beyond the client's own
-/// retries, before the error is the caller's.
-const INTERRUPTIONS: u32 = 5;
+/// retries, before the error is the caller's: with the commit's backoff, for 7 to 15 s,
+/// so that a server (or the proxy in front of it) that drops connections while it restarts
+/// is waited for, as one that refuses them is by the client.
+const INTERRUPTIONS: u32 = 12;
 /// The first wait before trying a lost commit again; it doubles, up to [`COMMIT_MAX_WAIT`],
 /// and each wait is drawn at random between half and all of it.
 const COMMIT_FIRST_WAIT: Duration = Duration::from_millis(20);
